@@ -1,0 +1,437 @@
+"""Ingest one hour: read the landed files, normalize, validate, deduplicate, write the lake.
+
+Streams file by file: rows wait in small per-event-type buffers (at most `flush_rows` in all)
+that are validated, deduplicated and appended to the hour's Parquet files, so memory does not
+grow with the hour. Counts reconcile by construction (design.md, Report contract):
+`events.read == written + quarantined + duplicates`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from currents_relay import catalogue
+from currents_relay.lake import HourWriter, Lake
+from currents_relay.landing import LandedFile, hour_key, list_hour, read_bytes
+from currents_relay.normalize import (
+    conform_table,
+    records_to_table,
+    rows_to_table,
+    to_canonical,
+    to_http,
+    to_record,
+)
+from currents_relay.validation import TimeBounds, Validator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    dry_run: bool = False  # validate and report, write nothing
+    flush_rows: int = 100_000  # rows buffered across event types before validating and writing
+    bounds: TimeBounds = field(default_factory=TimeBounds)
+
+
+class UnreadableFile(Exception):
+    """A file that cannot be read whole; it is quarantined whole."""
+
+
+def _payload(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=True, default=str)
+
+
+def _text(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
+def dedup_key(event_type: str, event_id: str) -> bytes:
+    """The 16-byte key of an event: (event_type, id), hashed."""
+    return hashlib.blake2b(f"{event_type}\x1f{event_id}".encode(), digest_size=16).digest()
+
+
+@dataclass
+class _Buffer:
+    tables: list[pa.Table] = field(default_factory=list)
+    rows: int = 0
+
+
+class HourIngest:
+    """One run over one hour of the landing zone."""
+
+    def __init__(
+        self, landing_url: str, lake_url: str, hour: Any, options: IngestOptions = IngestOptions()
+    ) -> None:
+        self.landing_url = landing_url
+        self.lake = Lake(lake_url)
+        self.hour = hour
+        self.hour_key = hour_key(hour)
+        self.options = options
+        self.validator = Validator(options.bounds)
+        self.writer: HourWriter | None = (
+            None if options.dry_run else HourWriter(self.lake, self.hour_key)
+        )
+        self._buffers: dict[str, _Buffer] = {}
+        self._buffered = 0
+        self._seen: set[bytes] = set()
+        self._file_index: dict[str, int] = {}
+        self._file_format: dict[str, str] = {}
+        self.files: list[dict[str, Any]] = []
+        self.counts = Counter({"read": 0, "duplicates": 0, "quarantined": 0, "written": 0})
+        self.by_event_type: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+
+    # ---- reading -----------------------------------------------------------------------------
+    def run(self, files: list[LandedFile] | None = None) -> dict[str, Any]:
+        """Process the hour and return its report (also writing the manifest unless dry run)."""
+        if files is None:
+            files = list_hour(self.landing_url, self.hour)
+        previous = self.lake.read_json(f"manifests/hour={self.hour_key}.json")
+        try:
+            for index, landed in enumerate(files):
+                self._ingest_file(index, landed)
+            self._flush()
+            outputs = self.writer.commit() if self.writer else []
+        except BaseException:
+            if self.writer:
+                self.writer.abort()
+            raise
+        report = self._report(previous, outputs)
+        if self.writer:
+            self.lake.write_json(f"validation/hour={self.hour_key}.json", self.validator.summary())
+            self.lake.write_json(
+                f"manifests/hour={self.hour_key}.json", self._manifest(report, outputs)
+            )
+        return report
+
+    def _ingest_file(self, index: int, landed: LandedFile) -> None:
+        data = read_bytes(landed.uri)
+        entry = landed.to_dict() | {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+            "events": 0,
+            "status": "ok",
+        }
+        self.files.append(entry)
+        self._file_index[landed.uri] = index
+        self._file_format[landed.uri] = landed.format
+        try:
+            if landed.format == "avro":
+                events = self._read_avro(landed, data)
+            else:
+                events = self._read_http(landed, data)
+        except UnreadableFile as error:
+            log.warning("quarantining unreadable file %s: %s", landed.uri, error)
+            entry["status"] = "quarantined"
+            entry["error"] = str(error)
+            self._quarantine(
+                [
+                    {
+                        "source_uri": landed.uri,
+                        "source_offset": None,
+                        "event_type": landed.event_type,
+                        "id": None,
+                        "reasons": ["unreadable_file"],
+                        "payload": None,
+                        "error": str(error)[:2000],
+                    }
+                ],
+                count=False,
+            )
+            return
+        entry["events"] = events
+        self.counts["read"] += events
+        if self._buffered >= self.options.flush_rows:
+            self._flush()
+
+    def _lineage(self, landed: LandedFile, offsets: list[int]) -> dict[str, Any]:
+        stamp = datetime.fromisoformat(landed.landed_at) if landed.landed_at else None
+        return {
+            "source_uri": [landed.uri] * len(offsets),
+            "source_offset": offsets,
+            "ingested_at": [stamp] * len(offsets),
+        }
+
+    def _read_avro(self, landed: LandedFile, data: bytes) -> int:
+        event_type = landed.event_type or "unknown"
+        try:
+            import polars as pl
+
+            decoded = pl.read_avro(io.BytesIO(data)).to_arrow()
+        except Exception:  # polars refuses some valid files: let fastavro decide
+            decoded = None
+        if decoded is None:
+            try:
+                import fastavro
+
+                records = list(fastavro.reader(io.BytesIO(data)))
+            except Exception as error:
+                raise UnreadableFile(f"{type(error).__name__}: {error}") from error
+            decoded = pa.Table.from_pylist(records) if records else pa.table({})
+        n = decoded.num_rows
+        lineage = self._lineage(landed, list(range(n)))
+        conformed = conform_table(event_type, decoded, lineage) if n else None
+        if n and conformed is None:
+            conformed = records_to_table(event_type, decoded.to_pylist(), lineage)
+        if conformed:
+            table, reasons = conformed
+            bad = [i for i, why in enumerate(reasons) if why]
+            if bad:
+                raw = decoded.take(bad).to_pylist()
+                self._quarantine(
+                    [
+                        {
+                            "source_uri": landed.uri,
+                            "source_offset": i,
+                            "event_type": event_type,
+                            "id": _text(rec.get("id")),
+                            "reasons": reasons[i],
+                            "payload": _payload(rec),
+                            "error": None,
+                        }
+                        for i, rec in zip(bad, raw, strict=True)
+                    ]
+                )
+                keep = pa.array([not why for why in reasons])
+                table = table.filter(keep)
+            self._buffer(event_type, table)
+        return n
+
+    def _read_http(self, landed: LandedFile, data: bytes) -> int:
+        text = data.decode("utf-8", errors="surrogateescape")
+        events: list[Any] = []
+        bad_lines: list[tuple[int, str]] = []
+        if landed.uri.endswith((".jsonl", ".ndjson")):
+            for line in text.splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    events.append(json.loads(line))
+                except ValueError:
+                    bad_lines.append((len(events), line))
+                    events.append(None)
+        else:
+            try:
+                body = json.loads(text)
+            except ValueError as error:
+                raise UnreadableFile(f"malformed JSON: {error}") from error
+            if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+                raise UnreadableFile('not a Custom HTTP body: expected {"events": [...]}')
+            events = body["events"]
+        quarantine = [
+            {
+                "source_uri": landed.uri,
+                "source_offset": offset,
+                "event_type": None,
+                "id": None,
+                "reasons": ["malformed_json:line"],
+                "payload": _payload(line),
+                "error": None,
+            }
+            for offset, line in bad_lines
+        ]
+        bad_offsets = {offset for offset, _ in bad_lines}
+        grouped: dict[str, tuple[list[dict], list[int]]] = {}
+        for offset, event in enumerate(events):
+            if offset in bad_offsets:
+                continue
+            row, reasons = to_canonical(event)
+            if reasons:
+                source = event if isinstance(event, dict) else {"event": event}
+                quarantine.append(
+                    {
+                        "source_uri": landed.uri,
+                        "source_offset": offset,
+                        "event_type": _text(source.get("event_type")),
+                        "id": _text(source.get("id")),
+                        "reasons": reasons,
+                        "payload": _payload(event),
+                        "error": None,
+                    }
+                )
+                continue
+            rows, offsets = grouped.setdefault(row["event_type"] or "", ([], []))
+            rows.append(row)
+            offsets.append(offset)
+        self._quarantine(quarantine)
+        for event_type, (rows, offsets) in grouped.items():
+            self._buffer(
+                event_type, rows_to_table(event_type, rows, self._lineage(landed, offsets))
+            )
+        return len(events)
+
+    # ---- validating, deduplicating, writing ---------------------------------------------------
+    def _buffer(self, event_type: str, table: pa.Table) -> None:
+        if table.num_rows:
+            buffer = self._buffers.setdefault(event_type, _Buffer())
+            buffer.tables.append(table)
+            buffer.rows += table.num_rows
+            self._buffered += table.num_rows
+
+    def _flush(self) -> None:
+        """Validate the buffered rows family by family, drop duplicates, write the rest."""
+        by_family: dict[str, list[tuple[str, pa.Table]]] = {}
+        for event_type, buffer in sorted(self._buffers.items()):
+            table = pa.concat_tables(buffer.tables) if len(buffer.tables) > 1 else buffer.tables[0]
+            by_family.setdefault(catalogue.family_of(event_type), []).append((event_type, table))
+        self._buffers.clear()
+        self._buffered = 0
+        for family, members in by_family.items():
+            self._flush_family(family, members)
+
+    def _flush_family(self, family: str, members: list[tuple[str, pa.Table]]) -> None:
+        narrow_columns = ["event_type", "id", "time"] + [
+            c for c in self._checked(family) if c not in ("event_type", "id", "time")
+        ]
+        narrow = pa.concat_tables(
+            [
+                pa.table(
+                    {
+                        c: t[c] if c in t.column_names else pa.nulls(t.num_rows, pa.string())
+                        for c in narrow_columns
+                    }
+                )
+                for _, t in members
+            ],
+            promote_options="permissive",
+        )
+        positions = [
+            (self._file_index[uri], offset)
+            for _, t in members
+            for uri, offset in zip(
+                t["source_uri"].to_pylist(), t["source_offset"].to_pylist(), strict=True
+            )
+        ]
+        failures = self.validator.validate(family, narrow, positions)
+        start = 0
+        for event_type, table in members:
+            n = table.num_rows
+            failed = {i - start: why for i, why in failures.items() if start <= i < start + n}
+            start += n
+            self._write_valid(event_type, table, failed)
+
+    def _checked(self, family: str) -> list[str]:
+        from currents_relay.validation import checked_columns, checks_for
+
+        return checked_columns(checks_for(family, self.options.bounds))
+
+    def _write_valid(self, event_type: str, table: pa.Table, failed: dict[int, list[str]]) -> None:
+        if failed:
+            rows = table.take(sorted(failed)).to_pylist()
+            self._quarantine(
+                [
+                    {
+                        "source_uri": row["source_uri"],
+                        "source_offset": row["source_offset"],
+                        "event_type": row["event_type"],
+                        "id": row["id"],
+                        "reasons": failed[i],
+                        "payload": _payload(
+                            to_http(row)
+                            if self._file_format[row["source_uri"]] == "http"
+                            else to_record(row)
+                        ),
+                        "error": None,
+                    }
+                    for i, row in zip(sorted(failed), rows, strict=True)
+                ]
+            )
+        keep = []
+        ids = table["id"].to_pylist()
+        for i, event_id in enumerate(ids):
+            if i in failed:
+                keep.append(False)
+                continue
+            key = dedup_key(event_type, event_id)
+            if key in self._seen:
+                self.counts["duplicates"] += 1
+                keep.append(False)
+            else:
+                self._seen.add(key)
+                keep.append(True)
+        table = table.filter(pa.array(keep, pa.bool_())) if not all(keep) else table
+        self.counts["written"] += table.num_rows
+        if table.num_rows:
+            self.by_event_type[event_type] += table.num_rows
+        if self.writer:
+            self.writer.write_events(event_type, table)
+
+    def _quarantine(self, rows: list[dict[str, Any]], count: bool = True) -> None:
+        if not rows:
+            return
+        if count:
+            self.counts["quarantined"] += len(rows)
+        for row in rows:
+            self.reasons.update(row["reasons"])
+        if self.writer:
+            self.writer.write_quarantine(rows)
+
+    # ---- results ------------------------------------------------------------------------------
+    def _report(self, previous: dict | None, outputs: list[str]) -> dict[str, Any]:
+        known = {(f["uri"], f["sha256"]) for f in (previous or {}).get("files", [])}
+        return {
+            "hour": self.hour_key,
+            "dry_run": self.options.dry_run,
+            "catalogue_version": catalogue.catalogue_version(),
+            "files": {
+                "read": len(self.files),
+                "quarantined": sum(f["status"] == "quarantined" for f in self.files),
+                "avro": sum(f["format"] == "avro" for f in self.files),
+                "http": sum(f["format"] == "http" for f in self.files),
+                "new_since_previous_run": (
+                    sum((f["uri"], f["sha256"]) not in known for f in self.files)
+                    if previous
+                    else None
+                ),
+            },
+            "events": dict(self.counts),
+            "by_event_type": dict(sorted(self.by_event_type.items())),
+            "quarantine_reasons": dict(sorted(self.reasons.items())),
+            "lake": self.lake.url,
+        }
+
+    def _manifest(self, report: dict[str, Any], outputs: list[str]) -> dict[str, Any]:
+        return {
+            "hour": self.hour_key,
+            "catalogue_version": catalogue.catalogue_version(),
+            "files": self.files,
+            "events": report["events"],
+            "by_event_type": report["by_event_type"],
+            "outputs": outputs,
+        }
+
+
+def process_hour(
+    landing_url: str,
+    lake_url: str,
+    hour: Any,
+    *,
+    dry_run: bool = False,
+    files: list[LandedFile] | None = None,
+    bounds: TimeBounds | None = None,
+) -> dict[str, Any]:
+    """Ingest one hour and return its report (the function the CLI and the DAG call)."""
+    options = IngestOptions(dry_run=dry_run, bounds=bounds or TimeBounds())
+    return HourIngest(landing_url, lake_url, hour, options).run(files)
+
+
+def write_report(lake_url: str, report: dict[str, Any]) -> str:
+    """The single writer of `reports/hour=<h>.json`."""
+    relative = f"reports/hour={report['hour']}.json"
+    Lake(lake_url).write_json(relative, report)
+    return relative

@@ -1,0 +1,141 @@
+"""The landing zone: where Currents writes an hour's files, and how we find and read them.
+
+Storage exports: `<prefix>/dataexport.<cluster>.<S3|GCS|AzureBlob>.integration.<id>/
+event_type=<type>/date=<YYYY-MM-DD-HH>/<schema-id>/<zone>/<name>.avro` (the event type comes
+from the path, the file name means nothing). Custom HTTP batches: `<prefix>/http/
+date=<YYYY-MM-DD-HH>/<name>.json` (`{"events": [...]}`) or `.jsonl` / `.ndjson`.
+Landing URLs are anything fsspec opens (local paths, `file://`, `s3://`, `gs://`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import fsspec
+
+HOUR_FORMAT = "%Y-%m-%dT%H"
+HTTP_SUFFIXES = (".json", ".jsonl", ".ndjson")
+_EVENT_TYPE = re.compile(r"/event_type=([^/]+)/")
+_HOUR = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")
+
+
+class LandingError(Exception):
+    """The landing zone cannot be listed (missing, unreachable, not a folder)."""
+
+
+def parse_hour(text: str) -> datetime:
+    """`2026-11-01T10` (also `2026-11-01T10:00`, `...+00:00`, `2026-11-01-10`) -> aware UTC hour."""
+    raw = text.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}-\d{2}", raw):
+        raw = raw[:10] + "T" + raw[11:]
+    try:
+        value = datetime.fromisoformat(raw if not _HOUR.match(raw) else raw + ":00")
+    except ValueError:
+        raise ValueError(f"hour {text!r} is not an hour like 2026-11-01T10") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    if value.minute or value.second or value.microsecond:
+        raise ValueError(f"hour {text!r} is not on the hour")
+    return value
+
+
+def hour_key(hour: datetime) -> str:
+    """The lake's hour partition value: `2026-11-01T10`."""
+    return hour.astimezone(UTC).strftime(HOUR_FORMAT)
+
+
+def date_partition(hour: datetime) -> str:
+    """Currents' landing partition value: `2026-11-01-10`."""
+    return hour.astimezone(UTC).strftime("%Y-%m-%d-%H")
+
+
+def hour_range(start: datetime, end: datetime) -> list[datetime]:
+    """Hours from `start` to `end`, both included."""
+    hours, current = [], start
+    while current <= end:
+        hours.append(current)
+        current += timedelta(hours=1)
+    return hours
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """One data file of the hour, as listed (read later)."""
+
+    uri: str
+    size: int
+    format: str  # "avro" or "http"
+    event_type: str | None  # from the path for storage exports; None for HTTP batches
+    landed_at: str  # ISO time the file was last modified in the landing zone
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LandedFile:
+        return cls(**data)
+
+
+def _mtime(info: dict[str, Any]) -> str:
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value, UTC).isoformat()
+        if isinstance(value, datetime):
+            return value.astimezone(UTC).isoformat()
+        return str(value)
+    return ""
+
+
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, root = fsspec.core.url_to_fs(url)
+    return fs, root.rstrip("/")
+
+
+def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return path if protocol in ("file", "local") else f"{protocol}://{path}"
+
+
+def list_hour(landing_url: str, hour: datetime) -> list[LandedFile]:
+    """Every data file Currents landed for `hour`, in stable (uri) order."""
+    fs, root = filesystem(landing_url)
+    if not fs.exists(root) or not fs.isdir(root):
+        raise LandingError(f"landing zone {landing_url!r} does not exist or is not a folder")
+    date = date_partition(hour)
+    partitions = fs.glob(f"{root}/*/event_type=*/date={date}") + fs.glob(
+        f"{root}/event_type=*/date={date}"
+    )
+    partitions += [p for p in (f"{root}/http/date={date}",) if fs.isdir(p)]
+    files: list[LandedFile] = []
+    for partition in sorted(set(partitions)):
+        for path, info in sorted(fs.find(partition, detail=True).items()):
+            if info.get("type") != "file":
+                continue
+            name = path.rsplit("/", 1)[-1]
+            if name.startswith((".", "_")):
+                continue  # temporary or marker files (e.g. `_SUCCESS`, `.part`)
+            match = _EVENT_TYPE.search(path + "/")
+            if match:
+                kind, event_type = "avro", match.group(1)
+            elif name.endswith(HTTP_SUFFIXES):
+                kind, event_type = "http", None
+            else:
+                kind, event_type = "avro" if name.endswith(".avro") else "http", None
+            files.append(
+                LandedFile(
+                    _uri(fs, path), int(info.get("size") or 0), kind, event_type, _mtime(info)
+                )
+            )
+    return files
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = filesystem(uri)
+    return fs.cat_file(path)
