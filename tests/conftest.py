@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-SAMPLES = Path(os.environ.get("CURRENTS_SAMPLES", Path(__file__).resolve().parents[2] / "shared" / "currents-samples"))
+SAMPLES = Path(
+    os.environ.get(
+        "CURRENTS_SAMPLES", Path(__file__).resolve().parents[2] / "shared" / "currents-samples"
+    )
+)
 HOUR = "2026-11-01T10"
 
 

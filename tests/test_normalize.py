@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from currents_relay.normalize import MAX_STRING_CHARS, coerce_value, to_canonical, to_http
 
 from .conftest import http_samples, load
@@ -21,10 +20,18 @@ def test_every_http_sample_round_trips(samples, path):
 
 
 def test_nested_properties_become_json_column_and_come_back():
-    event = {"event_type": "users.behaviors.Purchase", "id": "e1", "time": 1700000000,
-             "user": {"user_id": "u", "external_user_id": "x"},
-             "properties": {"price": 3.14, "product_id": "p", "currency": "EUR",
-                            "purchase_properties": {"a": [1, 2], "b": {"c": None}}}}
+    event = {
+        "event_type": "users.behaviors.Purchase",
+        "id": "e1",
+        "time": 1700000000,
+        "user": {"user_id": "u", "external_user_id": "x"},
+        "properties": {
+            "price": 3.14,
+            "product_id": "p",
+            "currency": "EUR",
+            "purchase_properties": {"a": [1, 2], "b": {"c": None}},
+        },
+    }
     row, reasons = to_canonical(event)
     assert reasons == []
     assert json.loads(row["properties"]) == {"a": [1, 2], "b": {"c": None}}
@@ -33,19 +40,32 @@ def test_nested_properties_become_json_column_and_come_back():
 
 
 def test_unknown_fields_go_to_extra_with_their_path_and_come_back():
-    event = {"event_type": "users.messages.email.Open", "id": "e1", "time": 1, "top": 1,
-             "user": {"user_id": "u", "favourite_colour": "red"},
-             "properties": {"email_address": "a@b.co", "brand_new_field": {"x": 1}}}
+    event = {
+        "event_type": "users.messages.email.Open",
+        "id": "e1",
+        "time": 1,
+        "top": 1,
+        "user": {"user_id": "u", "favourite_colour": "red"},
+        "properties": {"email_address": "a@b.co", "brand_new_field": {"x": 1}},
+    }
     row, reasons = to_canonical(event)
     assert reasons == []
-    assert json.loads(row["extra"]) == {"top": 1, "user.favourite_colour": "red",
-                                        "properties.brand_new_field": {"x": 1}}
+    assert json.loads(row["extra"]) == {
+        "top": 1,
+        "user.favourite_colour": "red",
+        "properties.brand_new_field": {"x": 1},
+    }
     assert to_http(row) == event
 
 
 def test_unknown_event_type_flows_with_everything_in_extra():
-    event = {"event_type": "users.messages.hologram.Beam", "id": "e1", "time": 5,
-             "user": {"external_user_id": "x"}, "properties": {"beam": 1}}
+    event = {
+        "event_type": "users.messages.hologram.Beam",
+        "id": "e1",
+        "time": 5,
+        "user": {"external_user_id": "x"},
+        "properties": {"beam": 1},
+    }
     row, reasons = to_canonical(event)
     assert reasons == [] and row["external_user_id"] == "x"
     assert json.loads(row["extra"]) == {"properties.beam": 1}

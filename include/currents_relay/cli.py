@@ -1,7 +1,7 @@
 """`currents-relay`: the same functions the DAGs call, from a shell.
 
-    currents-relay process  --landing URL --lake URL --hour 2026-11-01T10 [--dry-run]
-    currents-relay generate --landing URL --hour 2026-11-01T10 [--events N] [--seed N]
+currents-relay process  --landing URL --lake URL --hour 2026-11-01T10 [--dry-run]
+currents-relay generate --landing URL --hour 2026-11-01T10 [--events N] [--seed N]
 """
 
 from __future__ import annotations
@@ -25,11 +25,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="currents-relay", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    process = commands.add_parser("process", help="ingest one hour into the lake and print its report")
+    process = commands.add_parser(
+        "process", help="ingest one hour into the lake and print its report"
+    )
     process.add_argument("--landing", required=True, help="landing zone URL (path, s3://, gs://)")
     process.add_argument("--lake", required=True, help="lake root URL")
     process.add_argument("--hour", required=True, type=_hour, help="UTC hour, e.g. 2026-11-01T10")
-    process.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
+    process.add_argument(
+        "--dry-run", action="store_true", help="validate and report, write nothing"
+    )
     process.add_argument("--min-time", type=int, help="quarantine events before this UNIX time")
     process.add_argument("--max-time", type=int, help="quarantine events after this UNIX time")
 
@@ -49,16 +53,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             from currents_relay.ingest import process_hour, write_report
             from currents_relay.validation import TimeBounds
 
-            report = process_hour(args.landing, args.lake, args.hour, dry_run=args.dry_run,
-                                  bounds=TimeBounds(args.min_time, args.max_time))
+            report = process_hour(
+                args.landing,
+                args.lake,
+                args.hour,
+                dry_run=args.dry_run,
+                bounds=TimeBounds(args.min_time, args.max_time),
+            )
             if not args.dry_run:
                 write_report(args.lake, report)
             print(json.dumps(report, indent=2))
         elif args.command == "generate":
             from currents_relay.generator import generate_hour
 
-            summary = generate_hour(args.landing, args.hour, events=args.events, seed=args.seed,
-                                    faults=not args.no_faults)
+            summary = generate_hour(
+                args.landing,
+                args.hour,
+                events=args.events,
+                seed=args.seed,
+                faults=not args.no_faults,
+            )
             print(json.dumps(summary.to_dict(), indent=2))
     except (LandingError, OSError) as error:
         print(f"currents-relay: error: {error}", file=sys.stderr)

@@ -25,15 +25,30 @@ from currents_relay.landing import date_partition, filesystem
 from currents_relay.normalize import to_http
 
 DEMO_EVENT_TYPES = (
-    "users.behaviors.CustomEvent", "users.behaviors.Purchase", "users.behaviors.app.SessionStart",
-    "users.behaviors.app.SessionEnd", "users.behaviors.Location", "users.behaviors.Uninstall",
-    "users.behaviors.subscription.GlobalStateChange", "users.campaigns.Conversion", "users.canvas.Entry",
-    "users.canvas.exit.PerformedEvent", "users.canvasstep.Progression", "users.messages.email.Send",
-    "users.messages.email.Delivery", "users.messages.email.Open", "users.messages.email.Click",
-    "users.messages.email.Bounce", "users.messages.pushnotification.Send",
-    "users.messages.pushnotification.Open", "users.messages.sms.Send", "users.messages.sms.Delivery",
-    "users.messages.inappmessage.Impression", "users.messages.contentcard.Impression",
-    "users.messages.webhook.Send", "users.profile.Update",
+    "users.behaviors.CustomEvent",
+    "users.behaviors.Purchase",
+    "users.behaviors.app.SessionStart",
+    "users.behaviors.app.SessionEnd",
+    "users.behaviors.Location",
+    "users.behaviors.Uninstall",
+    "users.behaviors.subscription.GlobalStateChange",
+    "users.campaigns.Conversion",
+    "users.canvas.Entry",
+    "users.canvas.exit.PerformedEvent",
+    "users.canvasstep.Progression",
+    "users.messages.email.Send",
+    "users.messages.email.Delivery",
+    "users.messages.email.Open",
+    "users.messages.email.Click",
+    "users.messages.email.Bounce",
+    "users.messages.pushnotification.Send",
+    "users.messages.pushnotification.Open",
+    "users.messages.sms.Send",
+    "users.messages.sms.Delivery",
+    "users.messages.inappmessage.Impression",
+    "users.messages.contentcard.Impression",
+    "users.messages.webhook.Send",
+    "users.profile.Update",
 )
 AVRO_TYPES = {"string": "string", "int64": "long", "float64": "double", "bool": "boolean"}
 PLATFORMS = ("ios", "android", "web")
@@ -74,7 +89,9 @@ def fake_value(name: str, kind: str, rng: random.Random, user: int) -> Any:
     if name == "timezone":
         return rng.choice(("America/New_York", "Europe/Paris", "Asia/Tokyo"))
     if name in ("properties", "custom_attributes", "flow_response_json"):
-        return json.dumps({"plan": rng.choice(("free", "pro")), "score": rng.randrange(100), "tags": ["a"]})
+        return json.dumps(
+            {"plan": rng.choice(("free", "pro")), "score": rng.randrange(100), "tags": ["a"]}
+        )
     if name == "currency":
         return "USD"
     if name.endswith("_id"):
@@ -103,7 +120,12 @@ def avro_schema(event_type: str, added: tuple[str, ...] = ()) -> dict[str, Any]:
         else:
             fields.append({"name": name, "type": ["null", avro], "default": None})
     fields += [{"name": name, "type": ["null", "string"], "default": None} for name in added]
-    return {"type": "record", "name": event_type.rsplit(".", 1)[-1], "namespace": "dataexport.S3.inner", "fields": fields}
+    return {
+        "type": "record",
+        "name": event_type.rsplit(".", 1)[-1],
+        "namespace": "dataexport.S3.inner",
+        "fields": fields,
+    }
 
 
 def make_event(event_type: str, rng: random.Random, hour: datetime, users: int) -> dict[str, Any]:
@@ -140,9 +162,16 @@ def _bad_event(kind: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def generate_hour(landing_url: str, hour: datetime, events: int = 30_000, seed: int = 7,
-                  avro_share: float = 0.6, users: int = 2_000, faults: bool = True,
-                  file_events: int = 5_000) -> GeneratedHour:
+def generate_hour(
+    landing_url: str,
+    hour: datetime,
+    events: int = 30_000,
+    seed: int = 7,
+    avro_share: float = 0.6,
+    users: int = 2_000,
+    faults: bool = True,
+    file_events: int = 5_000,
+) -> GeneratedHour:
     """Write one hour of exports (both formats) under `landing_url`; return what was written."""
     rng = random.Random(seed)
     out = _Writer(landing_url, hour)
@@ -157,7 +186,7 @@ def generate_hour(landing_url: str, hour: datetime, events: int = 30_000, seed: 
         avro_rows, http_rows_t = rows[:split], rows[split:]
         http_rows += http_rows_t
         for f_index, start in enumerate(range(0, len(avro_rows), file_events)):
-            chunk = avro_rows[start:start + file_events]
+            chunk = avro_rows[start : start + file_events]
             added = ("ad_campaign_v2",) if t_index == 0 and f_index > 0 else ()  # a newer schema id
             if added:
                 for row in chunk:
@@ -167,8 +196,11 @@ def generate_hour(landing_url: str, hour: datetime, events: int = 30_000, seed: 
             records = [{k: v for k, v in row.items() if k != "event_type"} for row in chunk]
             fastavro.writer(buffer, schema, records)
             schema_id = 1 + len(added)
-            out.put(f"{prefix}/event_type={event_type}/date={out.date}/{schema_id}/us-east-1/"
-                    f"{uuid.UUID(int=rng.getrandbits(128))}.avro", buffer.getvalue())
+            out.put(
+                f"{prefix}/event_type={event_type}/date={out.date}/{schema_id}/us-east-1/"
+                f"{uuid.UUID(int=rng.getrandbits(128))}.avro",
+                buffer.getvalue(),
+            )
             summary.files += 1
             summary.events += len(chunk)
     # At-least-once delivery: some events arrive twice (in another batch).
@@ -176,8 +208,13 @@ def generate_hour(landing_url: str, hour: datetime, events: int = 30_000, seed: 
     http_events = [to_http(row) for row in http_rows + duplicates]
     summary.duplicates = len(duplicates)
     if faults:
-        unknown = {"event_type": "users.messages.hologram.Beam", "id": str(uuid.uuid4()), "time": int(hour.timestamp()) + 5,
-                   "user": {"user_id": "u1", "external_user_id": "user-1"}, "properties": {"beam_id": "b1"}}
+        unknown = {
+            "event_type": "users.messages.hologram.Beam",
+            "id": str(uuid.uuid4()),
+            "time": int(hour.timestamp()) + 5,
+            "user": {"user_id": "u1", "external_user_id": "user-1"},
+            "properties": {"beam_id": "b1"},
+        }
         http_events.append(unknown)
         summary.by_event_type[unknown["event_type"]] = 1
         http_events[0] = http_events[0] | {"braze_internal_note": "an unknown top-level field"}
@@ -186,18 +223,29 @@ def generate_hour(landing_url: str, hour: datetime, events: int = 30_000, seed: 
             summary.bad_rows += 1
     rng.shuffle(http_events)
     for batch, start in enumerate(range(0, len(http_events), 100)):
-        body = json.dumps({"events": http_events[start:start + 100]}).encode()
+        body = json.dumps({"events": http_events[start : start + 100]}).encode()
         out.put(f"http/date={out.date}/batch-{batch:05d}.json", body)
         summary.files += 1
     summary.events += len(http_events)
     if faults:
         out.put(f"http/date={out.date}/batch-broken.json", b'{"events": [{"id": "x", ')
         truncated = io.BytesIO()
-        fastavro.writer(truncated, fastavro.parse_schema(avro_schema("users.messages.email.Open")),
-                        [{k: v for k, v in make_event("users.messages.email.Open", rng, hour, users).items()
-                          if k != "event_type"} for _ in range(50)])
-        out.put(f"{prefix}/event_type=users.messages.email.Open/date={out.date}/1/us-east-1/truncated.avro",
-                truncated.getvalue()[: len(truncated.getvalue()) // 2])
+        fastavro.writer(
+            truncated,
+            fastavro.parse_schema(avro_schema("users.messages.email.Open")),
+            [
+                {
+                    k: v
+                    for k, v in make_event("users.messages.email.Open", rng, hour, users).items()
+                    if k != "event_type"
+                }
+                for _ in range(50)
+            ],
+        )
+        out.put(
+            f"{prefix}/event_type=users.messages.email.Open/date={out.date}/1/us-east-1/truncated.avro",
+            truncated.getvalue()[: len(truncated.getvalue()) // 2],
+        )
         summary.files += 2
         summary.bad_files += 2
     return summary

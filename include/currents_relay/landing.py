@@ -11,55 +11,31 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
 
-HOUR_FORMAT = "%Y-%m-%dT%H"
+from currents_relay.hours import date_partition, hour_key, hour_range, parse_hour
+
 HTTP_SUFFIXES = (".json", ".jsonl", ".ndjson")
 _EVENT_TYPE = re.compile(r"/event_type=([^/]+)/")
-_HOUR = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")
+
+
+__all__ = [
+    "LandedFile",
+    "LandingError",
+    "date_partition",
+    "hour_key",
+    "hour_range",
+    "list_hour",
+    "parse_hour",
+    "read_bytes",
+]
 
 
 class LandingError(Exception):
     """The landing zone cannot be listed (missing, unreachable, not a folder)."""
-
-
-def parse_hour(text: str) -> datetime:
-    """`2026-11-01T10` (also `2026-11-01T10:00`, `...+00:00`, `2026-11-01-10`) -> aware UTC hour."""
-    raw = text.strip()
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}-\d{2}", raw):
-        raw = raw[:10] + "T" + raw[11:]
-    try:
-        value = datetime.fromisoformat(raw if not _HOUR.match(raw) else raw + ":00")
-    except ValueError:
-        raise ValueError(f"hour {text!r} is not an hour like 2026-11-01T10") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
-    if value.minute or value.second or value.microsecond:
-        raise ValueError(f"hour {text!r} is not on the hour")
-    return value
-
-
-def hour_key(hour: datetime) -> str:
-    """The lake's hour partition value: `2026-11-01T10`."""
-    return hour.astimezone(UTC).strftime(HOUR_FORMAT)
-
-
-def date_partition(hour: datetime) -> str:
-    """Currents' landing partition value: `2026-11-01-10`."""
-    return hour.astimezone(UTC).strftime("%Y-%m-%d-%H")
-
-
-def hour_range(start: datetime, end: datetime) -> list[datetime]:
-    """Hours from `start` to `end`, both included."""
-    hours, current = [], start
-    while current <= end:
-        hours.append(current)
-        current += timedelta(hours=1)
-    return hours
 
 
 @dataclass(frozen=True)
