@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# A private Airflow for the whole test session: set before anything imports airflow.
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="currents-relay-airflow-"))
+os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
 
 SAMPLES = Path(
     os.environ.get(
@@ -37,3 +49,28 @@ def avro_samples() -> list[Path]:
 
 def load(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated SQLite Airflow metadata database in a temporary AIRFLOW_HOME."""
+    airflow = Path(sys.executable).with_name("airflow")
+    done = subprocess.run(
+        [str(airflow), "db", "migrate"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    yield AIRFLOW_HOME
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def generated_hour(tmp_path_factory):
+    """A generated demo hour (both formats, faults included) and what the generator wrote."""
+    from currents_relay.generator import generate_hour
+    from currents_relay.hours import parse_hour
+
+    landing = tmp_path_factory.mktemp("landing")
+    summary = generate_hour(
+        str(landing), parse_hour(HOUR), events=6_000, seed=11, file_events=1_000
+    )
+    return landing, summary

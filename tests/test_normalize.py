@@ -7,7 +7,7 @@ import json
 import pytest
 from currents_relay.normalize import MAX_STRING_CHARS, coerce_value, to_canonical, to_http
 
-from .conftest import http_samples, load
+from tests.conftest import http_samples, load
 
 
 @pytest.mark.samples

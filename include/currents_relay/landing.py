@@ -92,8 +92,8 @@ def list_hour(landing_url: str, hour: datetime) -> list[LandedFile]:
     files: list[LandedFile] = []
     for partition in sorted(set(partitions)):
         for path, info in sorted(fs.find(partition, detail=True).items()):
-            if info.get("type") != "file":
-                continue
+            if info.get("type") != "file" and not info.get("islink"):
+                continue  # symlinked files are files too (fsspec types them "other")
             name = path.rsplit("/", 1)[-1]
             if name.startswith((".", "_")):
                 continue  # temporary or marker files (e.g. `_SUCCESS`, `.part`)
