@@ -67,8 +67,40 @@ def dedup_key(event_type: str, event_id: str) -> bytes:
 
 @dataclass
 class _Buffer:
+    """Rows of one event type waiting for validation, in arrival order.
+
+    Avro files arrive as Arrow tables; HTTP rows are kept as dicts and built into one table
+    when needed (building a table per 100-event batch costs more than the rows themselves).
+    """
+
+    event_type: str
     tables: list[pa.Table] = field(default_factory=list)
-    rows: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    lineage: dict[str, list[Any]] = field(
+        default_factory=lambda: {"source_uri": [], "source_offset": [], "ingested_at": []}
+    )
+    size: int = 0
+
+    def add_table(self, table: pa.Table) -> None:
+        self._seal()
+        self.tables.append(table)
+        self.size += table.num_rows
+
+    def add_rows(self, rows: list[dict[str, Any]], lineage: dict[str, list[Any]]) -> None:
+        self.rows += rows
+        for name, values in lineage.items():
+            self.lineage[name] += values
+        self.size += len(rows)
+
+    def _seal(self) -> None:
+        if self.rows:
+            self.tables.append(rows_to_table(self.event_type, self.rows, self.lineage))
+            self.rows = []
+            self.lineage = {name: [] for name in self.lineage}
+
+    def table(self) -> pa.Table:
+        self._seal()
+        return pa.concat_tables(self.tables) if len(self.tables) > 1 else self.tables[0]
 
 
 class HourIngest:
@@ -270,24 +302,23 @@ class HourIngest:
             offsets.append(offset)
         self._quarantine(quarantine)
         for event_type, (rows, offsets) in grouped.items():
-            self._buffer(
-                event_type, rows_to_table(event_type, rows, self._lineage(landed, offsets))
+            self._buffers.setdefault(event_type, _Buffer(event_type)).add_rows(
+                rows, self._lineage(landed, offsets)
             )
+            self._buffered += len(rows)
         return len(events)
 
     # ---- validating, deduplicating, writing ---------------------------------------------------
     def _buffer(self, event_type: str, table: pa.Table) -> None:
         if table.num_rows:
-            buffer = self._buffers.setdefault(event_type, _Buffer())
-            buffer.tables.append(table)
-            buffer.rows += table.num_rows
+            self._buffers.setdefault(event_type, _Buffer(event_type)).add_table(table)
             self._buffered += table.num_rows
 
     def _flush(self) -> None:
         """Validate the buffered rows family by family, drop duplicates, write the rest."""
         by_family: dict[str, list[tuple[str, pa.Table]]] = {}
         for event_type, buffer in sorted(self._buffers.items()):
-            table = pa.concat_tables(buffer.tables) if len(buffer.tables) > 1 else buffer.tables[0]
+            table = buffer.table()
             by_family.setdefault(catalogue.family_of(event_type), []).append((event_type, table))
         self._buffers.clear()
         self._buffered = 0
