@@ -1,0 +1,353 @@
+"""The delivery engine: one destination, one hour, exactly-once in effect.
+
+1. Select: the destination's event types; events without the identity field
+   (`external_user_id`) are skipped as `anonymous`.
+2. Remove what the ledger says the partner already acknowledged (and, unless replaying, what
+   it refused for good), so no retry, re-run, late file or split ever re-sends an
+   acknowledged event, whatever the batch boundaries become.
+3. Batch in a stable order (time, id) per event type, cut at the partner's count and byte limits.
+4. Send with Braze's retry contract (`delivery.partner`): back off with jitter on 429/5xx/
+   timeouts/resets, honouring `Retry-After`, within a time budget; split on 413; split to
+   single events on 400 and dead-letter those still refused; stop on 401/403/404.
+5. Append every acknowledged batch to the ledger right after its 2xx.
+
+Counts reconcile: `considered == selected + sum(skipped)` and
+`selected == delivered + dead_lettered + pending`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import requests
+
+from currents_relay.delivery.ledger import Key, Ledger, batch_id, event_key
+from currents_relay.delivery.partner import Outcome, Partner, dumps
+from currents_relay.lake import Lake
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which events a destination takes."""
+
+    include: tuple[str, ...] | None = None  # event type globs; None: the partner's default
+    exclude: tuple[str, ...] = ()
+    identity: str | None = "external_user_id"  # rows without it are skipped as anonymous
+
+    def accepts(self, event_type: str, default: tuple[str, ...] | None) -> bool:
+        patterns = self.include if self.include is not None else default
+        included = patterns is None or any(fnmatch.fnmatchcase(event_type, p) for p in patterns)
+        return included and not any(fnmatch.fnmatchcase(event_type, p) for p in self.exclude)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Selection:
+        include = options.get("include")
+        return cls(
+            include=tuple(include) if include is not None else None,
+            exclude=tuple(options.get("exclude", ())),
+            identity=options.get("identity", "external_user_id") or None,
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    budget_seconds: float = 300.0  # give up (events stay pending) after this long
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+
+
+class DeliveryError(RuntimeError):
+    """A push that could not finish; undelivered events stay pending for a re-run or replay."""
+
+
+class DeliveryStopped(DeliveryError):
+    """The partner refused our credentials or endpoint (401/403/404)."""
+
+
+class DeliveryIncomplete(DeliveryError):
+    """The retry budget ran out with events still pending."""
+
+
+@dataclass
+class _Event:
+    key: Key
+    event_type: str
+    id: str
+    encoded: bytes
+
+
+@dataclass
+class DeliveryStats:
+    requests: int = 0
+    retries: int = 0
+    splits: int = 0
+    bytes_sent: int = 0
+    sent_events: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` as seconds (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def new_session() -> requests.Session:
+    """One keep-alive session per task; retries are ours, not urllib3's."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class Delivery:
+    """Push one hour of the lake to one partner."""
+
+    def __init__(
+        self,
+        lake_url: str,
+        hour: str,
+        partner: Partner,
+        selection: Selection = Selection(),
+        policy: RetryPolicy = RetryPolicy(),
+        *,
+        session: requests.Session | None = None,
+        dry_run: bool = False,
+        replay: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.lake = Lake(lake_url)
+        self.hour = hour
+        self.partner = partner
+        self.selection = selection
+        self.policy = policy
+        self.session = session or new_session()
+        self.dry_run = dry_run
+        self.replay = replay
+        self.sleep = sleep
+        self.ledger = Ledger(self.lake, partner.name, hour)
+        self.stats = DeliveryStats()
+        self.considered = 0
+        self.skipped: Counter[str] = Counter()
+        self.selected: set[Key] = set()
+        self.planned_batches = 0
+        self._deadline = 0.0
+
+    # -- selection -----------------------------------------------------------------------------
+    def _event_types(self) -> list[tuple[str, list[str]]]:
+        fs = self.lake.fs
+        folders = fs.glob(self.lake.path(f"events/event_type=*/hour={self.hour}"))
+        out = []
+        for folder in sorted(folders):
+            event_type = folder.split("/event_type=", 1)[1].split("/", 1)[0]
+            out.append((event_type, sorted(fs.glob(f"{folder}/*.parquet"))))
+        return out
+
+    def _pending_events(self, event_type: str, files: list[str]) -> list[_Event]:
+        tables = []
+        for path in files:
+            with self.lake.fs.open(path, "rb") as handle:
+                tables.append(pq.read_table(handle))
+        table = (
+            pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+        )
+        self.considered += table.num_rows
+        if not self.selection.accepts(event_type, self.partner.default_event_types):
+            self.skipped["event_type"] += table.num_rows
+            return []
+        table = table.sort_by([("time", "ascending"), ("id", "ascending")])
+        identity = self.selection.identity
+        events = []
+        for row in table.to_pylist():
+            if identity and not row.get(identity):
+                self.skipped["anonymous"] += 1
+                continue
+            key = event_key(event_type, row["id"])
+            self.selected.add(key)
+            if key in self.ledger.acknowledged or (key in self.ledger.dead and not self.replay):
+                continue
+            events.append(_Event(key, event_type, row["id"], dumps(self.partner.wire_event(row))))
+        return events
+
+    # -- batching ------------------------------------------------------------------------------
+    def _batches(self, events: list[_Event]) -> list[list[_Event]]:
+        limit = self.partner.max_bytes - self.partner.overhead
+        event_limit = min(limit, self.partner.max_event_bytes or limit)
+        batches: list[list[_Event]] = []
+        current: list[_Event] = []
+        size = 0
+        for event in events:
+            n = len(event.encoded)
+            if n > event_limit:
+                self._dead_letter([event], 413, f"too_large: {n} bytes > {event_limit}")
+                continue
+            if current and (len(current) >= self.partner.max_events or size + n + 1 > limit):
+                batches.append(current)
+                current, size = [], 0
+            current.append(event)
+            size += n + 1
+        if current:
+            batches.append(current)
+        return batches
+
+    # -- sending -------------------------------------------------------------------------------
+    def _dead_letter(self, events: list[_Event], status: int, reason: str) -> None:
+        if self.dry_run:
+            return
+        payloads = [(e.event_type, e.id, e.encoded.decode()) for e in events]
+        self.ledger.dead_letter(payloads, batch_id(e.key for e in events), status, reason)
+        log.warning(
+            "%s: dead-lettered %d event(s): HTTP %s %s",
+            self.partner.name,
+            len(events),
+            status,
+            reason[:200],
+        )
+
+    def _wait(self, seconds: float) -> None:
+        if time.monotonic() + seconds > self._deadline:
+            raise DeliveryIncomplete(
+                f"{self.partner.name}: retry budget of {self.policy.budget_seconds:.0f} s used up; "
+                "undelivered events stay pending for the next run or the replay DAG"
+            )
+        self.sleep(seconds)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after + random.uniform(0, 0.1)
+        return random.uniform(0, min(self.policy.max_delay, self.policy.base_delay * 2**attempt))
+
+    def _send(self, batch: list[_Event]) -> None:
+        name = self.partner.name
+        bid = batch_id(e.key for e in batch)
+        body = self.partner.body([e.encoded for e in batch])
+        request = self.partner.request(body, bid)
+        attempt = 0
+        while True:
+            self.stats.requests += 1
+            try:
+                response = self.session.post(
+                    request.url,
+                    data=request.body,
+                    headers=request.headers,
+                    timeout=(self.policy.connect_timeout, self.policy.read_timeout),
+                )
+            except (requests.ConnectionError, requests.Timeout) as error:
+                self.stats.statuses[type(error).__name__] += 1
+                log.info(
+                    "%s: batch %s: %s; retrying",
+                    name,
+                    bid,
+                    self.partner.redact(type(error).__name__),
+                )
+                self.stats.retries += 1
+                self._wait(self._backoff(attempt, None))
+                attempt += 1
+                continue
+            status = response.status_code
+            self.stats.statuses[str(status)] += 1
+            outcome = self.partner.classify(status)
+            log.info(
+                "%s: batch %s (%d events, %d bytes) -> %s", name, bid, len(batch), len(body), status
+            )
+            if outcome is Outcome.DONE:
+                self.ledger.acknowledge([(e.event_type, e.id) for e in batch], bid, status)
+                self.stats.bytes_sent += len(body)
+                self.stats.sent_events += len(batch)
+                return
+            if outcome is Outcome.RETRY:
+                self.stats.retries += 1
+                self._wait(
+                    self._backoff(attempt, retry_after_seconds(response.headers.get("Retry-After")))
+                )
+                attempt += 1
+                continue
+            if outcome is Outcome.STOP:
+                raise DeliveryStopped(
+                    f"{name}: HTTP {status} from the partner: check the connection currents_{name} "
+                    "(credentials, URL, source enabled); undelivered events stay pending"
+                )
+            text = self.partner.redact(response.text[:500])
+            if len(batch) == 1:
+                self._dead_letter(batch, status, text or f"HTTP {status}")
+                return
+            self.stats.splits += 1
+            middle = len(batch) // 2
+            self._send(batch[:middle])
+            self._send(batch[middle:])
+            return
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Deliver the hour; returns the destination's counts (raises after recording them)."""
+        started = time.monotonic()
+        self._deadline = started + self.policy.budget_seconds
+        error: DeliveryError | None = None
+        for event_type, files in self._event_types():
+            events = self._pending_events(event_type, files)
+            if error is not None:
+                continue  # keep counting, so the report shows every pending event
+            batches = self._batches(events)
+            self.planned_batches += len(batches)
+            if self.dry_run:
+                continue
+            try:
+                for batch in batches:
+                    self._send(batch)
+            except DeliveryError as stop:
+                error = stop
+        report = self.counts(time.monotonic() - started, error)
+        if not self.dry_run:
+            self.ledger.record_run(report)
+        if error:
+            raise error
+        return report
+
+    def counts(self, seconds: float = 0.0, error: Exception | None = None) -> dict[str, Any]:
+        delivered = len(self.selected & self.ledger.acknowledged)
+        dead = len((self.selected & self.ledger.dead) - self.ledger.acknowledged)
+        return {
+            "destination": self.partner.name,
+            "hour": self.hour,
+            "dry_run": self.dry_run,
+            "replay": self.replay,
+            "considered": self.considered,
+            "selected": len(self.selected),
+            "skipped": dict(sorted(self.skipped.items())),
+            "delivered": delivered,
+            "dead_lettered": dead,
+            "pending": len(self.selected) - delivered - dead,
+            "requests": self.stats.requests,
+            "retries": self.stats.retries,
+            "splits": self.stats.splits,
+            "batches": self.planned_batches,
+            "bytes_sent": self.stats.bytes_sent,
+            "statuses": dict(sorted(self.stats.statuses.items())),
+            "acknowledgement": self.partner.acknowledgement,
+            "seconds": round(seconds, 3),
+            "error": str(error) if error else None,
+        }

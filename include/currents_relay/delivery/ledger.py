@@ -1,0 +1,150 @@
+"""The delivery ledger and the dead letters of one destination and hour, in the lake.
+
+| path | holds |
+| --- | --- |
+| `deliveries/<destination>/hour=<h>/ack-<batch>.parquet` | ids the partner acknowledged (one file per 2xx) |
+| `dead_letter/<destination>/hour=<h>/dl-<batch>.parquet` | events refused for good: status, reason, payload |
+| `deliveries/<destination>/hour=<h>/_runs/<n>.json` | what each push attempt did (requests, retries) |
+
+One small file per acknowledged request makes each append atomic on any filesystem or object
+store (write to a temporary name, then rename), and it is written right after the 2xx,
+before the next request: a crash loses at most the one unacknowledged batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from currents_relay.lake import Lake
+
+ACK_SCHEMA = pa.schema(
+    [
+        ("event_type", pa.string()),
+        ("id", pa.string()),
+        ("batch_id", pa.string()),
+        ("status", pa.int32()),
+        ("acknowledged_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+DEAD_SCHEMA = pa.schema(
+    [
+        ("event_type", pa.string()),
+        ("id", pa.string()),
+        ("batch_id", pa.string()),
+        ("status", pa.int32()),
+        ("reason", pa.string()),
+        ("payload", pa.string()),
+        ("dead_lettered_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+Key = bytes
+
+
+def event_key(event_type: str, event_id: str) -> Key:
+    """16-byte key of (event_type, id), as the ingest deduplicates."""
+    return hashlib.blake2b(f"{event_type}\x1f{event_id}".encode(), digest_size=16).digest()
+
+
+def batch_id(keys: Iterable[Key]) -> str:
+    """A digest of a batch's event keys: names the request and feeds partner dedup keys."""
+    digest = hashlib.blake2b(digest_size=12)
+    for key in keys:
+        digest.update(key)
+    return digest.hexdigest()
+
+
+class Ledger:
+    """Acknowledged and dead-lettered events of one destination and hour."""
+
+    def __init__(self, lake: Lake, destination: str, hour: str) -> None:
+        self.lake = lake
+        self.destination = destination
+        self.hour = hour
+        self.ack_dir = lake.path(f"deliveries/{destination}/hour={hour}")
+        self.dead_dir = lake.path(f"dead_letter/{destination}/hour={hour}")
+        self.acknowledged: set[Key] = self._keys(self.ack_dir, "ack-")
+        self.dead: set[Key] = self._keys(self.dead_dir, "dl-")
+
+    def _keys(self, folder: str, prefix: str) -> set[Key]:
+        fs = self.lake.fs
+        if not fs.exists(folder):
+            return set()
+        keys: set[Key] = set()
+        for path in fs.glob(f"{folder}/{prefix}*.parquet"):
+            with fs.open(path, "rb") as handle:
+                table = pq.read_table(handle, columns=["event_type", "id"])
+            keys.update(
+                event_key(t, i)
+                for t, i in zip(
+                    table["event_type"].to_pylist(), table["id"].to_pylist(), strict=True
+                )
+            )
+        return keys
+
+    def _write(self, folder: str, name: str, table: pa.Table) -> None:
+        fs = self.lake.fs
+        fs.makedirs(folder, exist_ok=True)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+        fs.pipe_file(temporary, buffer.getvalue())
+        fs.mv(temporary, f"{folder}/{name}")
+
+    def acknowledge(self, events: list[tuple[str, str]], batch: str, status: int) -> None:
+        """Record a 2xx: call it before sending anything else."""
+        now = datetime.now(UTC)
+        table = pa.table(
+            {
+                "event_type": [t for t, _ in events],
+                "id": [i for _, i in events],
+                "batch_id": [batch] * len(events),
+                "status": [status] * len(events),
+                "acknowledged_at": [now] * len(events),
+            },
+            schema=ACK_SCHEMA,
+        )
+        self._write(self.ack_dir, f"ack-{batch}-{uuid.uuid4().hex[:8]}.parquet", table)
+        self.acknowledged.update(event_key(t, i) for t, i in events)
+
+    def dead_letter(
+        self, events: list[tuple[str, str, str]], batch: str, status: int, reason: str
+    ) -> None:
+        """Record events refused for good; `events` holds (event_type, id, payload)."""
+        now = datetime.now(UTC)
+        table = pa.table(
+            {
+                "event_type": [e[0] for e in events],
+                "id": [e[1] for e in events],
+                "batch_id": [batch] * len(events),
+                "status": [status] * len(events),
+                "reason": [reason] * len(events),
+                "payload": [e[2] for e in events],
+                "dead_lettered_at": [now] * len(events),
+            },
+            schema=DEAD_SCHEMA,
+        )
+        self._write(self.dead_dir, f"dl-{batch}-{uuid.uuid4().hex[:8]}.parquet", table)
+        self.dead.update(event_key(t, i) for t, i, _ in events)
+
+    def record_run(self, stats: dict[str, Any]) -> None:
+        """Keep what one push attempt did (requests, retries, how it ended)."""
+        name = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:6]}.json"
+        self.lake.write_json(f"deliveries/{self.destination}/hour={self.hour}/_runs/{name}", stats)
+
+    def runs(self) -> list[dict[str, Any]]:
+        folder = f"{self.ack_dir}/_runs"
+        if not self.lake.fs.exists(folder):
+            return []
+        prefix = len(self.lake.root) + 1
+        return [
+            self.lake.read_json(p[prefix:]) for p in sorted(self.lake.fs.glob(f"{folder}/*.json"))
+        ]

@@ -1,0 +1,131 @@
+"""The one small interface every destination implements.
+
+A partner module says which events it takes, how canonical rows become its wire events and
+requests, its limits (events and bytes per request), and how its responses are classified.
+Selection, batching, retries, the ledger, dead letters and counting live once, in `engine`.
+
+The default classification is Braze's Custom HTTP connector contract, which Braze applies to
+every partner: 2xx done; 413 split the batch; 400 split down to single events and dead-letter
+the ones still refused; 401/403/404 stop and wait for fixed configuration; 429, 5xx and
+anything else retried with backoff.
+(https://www.braze.com/docs/user_guide/data/braze_currents/setting_up_currents/custom_http_connector/)
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+
+from currents_relay.normalize import to_http
+
+
+class Outcome(enum.Enum):
+    DONE = "done"
+    RETRY = "retry"  # 429, 5xx, unknown: back off and send again
+    SPLIT = "split"  # 413: halve the batch
+    REJECT = "reject"  # 400: split down to single events, dead-letter those still refused
+    STOP = "stop"  # 401/403/404: configuration is broken; keep everything pending
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to reach a partner: built from the Airflow Connection `currents_<name>`."""
+
+    url: str  # scheme://host[:port][/path]
+    login: str | None = None
+    password: str | None = field(default=None, repr=False)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> Endpoint:
+        """From an Airflow Connection (`host` may hold a full URL, else schema/host/port)."""
+        host = (conn.host or "").rstrip("/")
+        if "://" not in host:
+            port = f":{conn.port}" if conn.port else ""
+            host = f"{conn.schema or 'https'}://{host}{port}"
+        extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else dict(conn.extra or {})
+        return cls(url=host, login=conn.login or None, password=conn.password or None, extra=extra)
+
+
+@dataclass(frozen=True)
+class Request:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class ConfigurationError(ValueError):
+    """A destination's connection is missing something it needs."""
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+class Partner:
+    """Base class of a destination; subclasses set the class constants and `request`."""
+
+    name: ClassVar[str]
+    max_events: ClassVar[int]  # per request
+    max_bytes: ClassVar[int]  # per request body
+    max_event_bytes: ClassVar[int | None] = None  # an event larger than this is dead-lettered
+    default_event_types: ClassVar[tuple[str, ...] | None] = None  # None: every event type
+    acknowledgement: ClassVar[str] = "synchronous"
+    docs: ClassVar[str] = ""
+
+    def __init__(self, endpoint: Endpoint, options: Mapping[str, Any] | None = None) -> None:
+        self.endpoint = endpoint
+        self.options = dict(options or {})
+        self.validate()
+
+    # -- what subclasses may override ---------------------------------------------------------
+    def validate(self) -> None:
+        """Refuse a connection that cannot work, with a message that names what is missing."""
+        if not self.endpoint.url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"{self.name}: the connection needs an http(s) URL")
+
+    def wire_event(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A canonical row in the partner's event shape (default: Braze's HTTP event)."""
+        return to_http(row)
+
+    def body(self, events: list[bytes]) -> bytes:
+        """The request body holding already-encoded events (default `{"events": [...]}`)."""
+        return b'{"events":[' + b",".join(events) + b"]}"
+
+    def request(self, body: bytes, batch_id: str) -> Request:
+        raise NotImplementedError
+
+    def classify(self, status: int) -> Outcome:
+        if 200 <= status < 300:
+            return Outcome.DONE
+        if status == 413:
+            return Outcome.SPLIT
+        if status == 400:
+            return Outcome.REJECT
+        if status in (401, 403, 404):
+            return Outcome.STOP
+        return Outcome.RETRY
+
+    # -- shared helpers ------------------------------------------------------------------------
+    def secrets(self) -> list[str]:
+        """Every secret value and derived secret (for masking and redaction)."""
+        values = [self.endpoint.password or ""]
+        if self.endpoint.login and self.endpoint.password:
+            pair = f"{self.endpoint.login}:{self.endpoint.password}".encode()
+            values.append(base64.b64encode(pair).decode())
+        return [v for v in values if v]
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret replaced by `***` (URLs, error messages, responses)."""
+        for secret in sorted(self.secrets(), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    @property
+    def overhead(self) -> int:
+        return len(self.body([]))

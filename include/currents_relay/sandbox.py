@@ -1,0 +1,402 @@
+"""`currents-relay sandbox`: loopback HTTP servers that behave like the partners.
+
+One server per partner on 127.0.0.1, with the partner's paths, auth checks, payload checks,
+size limits and status codes. Knobs inject faults: a status (429 with `Retry-After`, 5xx),
+slow responses and dropped connections, at a rate or for the next N requests; credentials can
+be rejected and single events "poisoned" (400). Each server records every event it accepts
+(destination, request id, event id) in memory and, optionally, to a JSON-lines file, so a run
+can be reconciled: every selected event arrived, none twice.
+
+Control, on every server: `GET /__sandbox/stats`, `POST /__sandbox/faults` (JSON: `rate`,
+`next`, `statuses`, `retry_after`, `modes`, `delay`), `POST /__sandbox/credentials`
+(`{"valid": false}`), `POST /__sandbox/poison` (`{"ids": [...]}`), `POST /__sandbox/reset`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import random
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+DEFAULT_PORTS = {
+    "treasure_data": 18081,
+    "rudderstack": 18082,
+    "zeotap": 18083,
+    "custom_http": 18084,
+    "segment": 18085,
+    "mparticle": 18086,
+}
+
+
+class Refused(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+@dataclass
+class Faults:
+    rate: float = 0.0  # share of requests that fail
+    next: int = 0  # the next N requests fail
+    statuses: list[int] = field(default_factory=lambda: [503])
+    modes: list[str] = field(default_factory=lambda: ["status"])  # status | reset | slow
+    retry_after: float | None = None
+    delay: float = 0.0  # seconds, for `slow`
+
+
+class PartnerSim:
+    """How one partner answers: subclasses check path, auth and body."""
+
+    name: ClassVar[str]
+    max_bytes: ClassVar[int]
+    success: ClassVar[tuple[int, bytes]] = (200, b"OK")
+
+    def __init__(self, secret: str | None = None, record: Path | None = None) -> None:
+        self.secret = secret if secret is not None else f"sandbox-{self.name}-key"
+        self.record = record
+        self.lock = threading.Lock()
+        self.faults = Faults()
+        self.credentials_valid = True
+        self.disabled = False
+        self.poison: set[str] = set()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests = 0
+            self.statuses: Counter[int] = Counter()
+            self.accepted: dict[str, str] = {}  # event id -> request id that carried it
+            self.accepted_events = 0
+            self.duplicates = 0
+            self.discarded = 0
+            self.faults = Faults()
+            self.credentials_valid = True
+            self.disabled = False
+            self.poison = set()
+
+    # -- to override ---------------------------------------------------------------------------
+    def check(
+        self, method: str, path: str, query: dict[str, list[str]], headers: Any, body: bytes
+    ) -> list[str]:
+        """Validate a request; return the accepted event ids or raise Refused."""
+        raise NotImplementedError
+
+    # -- shared helpers ------------------------------------------------------------------------
+    def key_ok(self, presented: str | None) -> bool:
+        return self.credentials_valid and presented == self.secret
+
+    @staticmethod
+    def events_body(body: bytes) -> list[dict]:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise Refused(400, "invalid JSON") from None
+        events = data.get("events") if isinstance(data, dict) else None
+        if not isinstance(events, list):
+            raise Refused(400, 'expected {"events": [...]}')
+        if not all(isinstance(e, dict) and isinstance(e.get("id"), str) for e in events):
+            raise Refused(400, "every event needs a string id")
+        return events
+
+    def check_poison(self, ids: list[str]) -> None:
+        if self.poison and any(i in self.poison for i in ids):
+            raise Refused(400, "event rejected: invalid payload")
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "destination": self.name,
+                "requests": self.requests,
+                "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+                "accepted_events": self.accepted_events,
+                "unique_events": len(self.accepted),
+                "duplicates": self.duplicates,
+                "discarded": self.discarded,
+            }
+
+    def accept(self, request_id: str, ids: list[str]) -> None:
+        with self.lock:
+            for event_id in ids:
+                if event_id in self.accepted:
+                    self.duplicates += 1
+                self.accepted[event_id] = request_id
+            self.accepted_events += len(ids)
+            if self.record:
+                with self.record.open("a") as out:
+                    out.writelines(
+                        json.dumps(
+                            {"destination": self.name, "request_id": request_id, "event_id": i}
+                        )
+                        + "\n"
+                        for i in ids
+                    )
+
+    def draw_fault(self) -> str | None:
+        with self.lock:
+            faults = self.faults
+            if faults.next > 0:
+                faults.next -= 1
+            elif not (faults.rate and random.random() < faults.rate):
+                return None
+            return random.choice(faults.modes)
+
+
+class TreasureDataSim(PartnerSim):
+    """Postback API: key in `X-TD-Write-Key` (or legacy `?td_write_key=`); 200 `{}` even for a bad key."""
+
+    name = "treasure_data"
+    max_bytes = 1_048_064
+    success = (200, b"{}")
+    PATH = re.compile(r"^/postback/v3/event/([A-Za-z0-9_]+)/([A-Za-z0-9_]+)$")
+
+    def check(self, method, path, query, headers, body):
+        if method != "POST" or not self.PATH.match(path):
+            raise Refused(404, "not found")
+        if len(body) > self.max_bytes:
+            raise Refused(413, "request entity too large")
+        ids = [e["id"] for e in self.events_body(body)]
+        self.check_poison(ids)
+        key = headers.get("X-TD-Write-Key") or (query.get("td_write_key") or [None])[0]
+        if not self.key_ok(key):
+            with self.lock:
+                self.discarded += len(
+                    ids
+                )  # accepted on the wire, dropped later: TD checks keys asynchronously
+            return []
+        return ids
+
+
+class RudderStackSim(PartnerSim):
+    """Webhook source: `?writeKey=` or Basic with the key as user; 404 when the source is disabled."""
+
+    name = "rudderstack"
+    max_bytes = 4_000_000
+
+    def check(self, method, path, query, headers, body):
+        if method != "POST" or path != "/v1/webhook":
+            raise Refused(404, "not found")
+        key = (query.get("writeKey") or [None])[0]
+        auth = headers.get("Authorization", "")
+        if not key and auth.startswith("Basic "):
+            key = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
+        if not self.key_ok(key):
+            raise Refused(401, "Invalid write key")
+        if self.disabled:
+            raise Refused(404, "Source is disabled")
+        if len(body) > self.max_bytes:
+            raise Refused(413, "Request size too large")
+        events = self.events_body(body)
+        if not events:
+            raise Refused(400, "Empty batch")
+        ids = [e["id"] for e in events]
+        self.check_poison(ids)
+        return ids
+
+
+class CustomHttpSim(PartnerSim):
+    """Braze's Custom HTTP connector contract: Bearer token, `Braze-Currents-Version: 1`."""
+
+    name = "custom_http"
+    max_bytes = 1_000_000
+    max_events = 100
+
+    def check(self, method, path, query, headers, body):
+        if method != "POST":
+            raise Refused(404, "not found")
+        if self.secret and not self.key_ok(
+            headers.get("Authorization", "").removeprefix("Bearer ") or None
+        ):
+            raise Refused(401, "unauthorized")
+        if headers.get("Braze-Currents-Version") != "1":
+            raise Refused(400, "missing Braze-Currents-Version: 1")
+        if len(body) > self.max_bytes:
+            raise Refused(413, "payload too large")
+        events = self.events_body(body)
+        if len(events) > self.max_events:
+            raise Refused(413, f"at most {self.max_events} events a request")
+        ids = [e["id"] for e in events]
+        self.check_poison(ids)
+        return ids
+
+
+class ZeotapSim(CustomHttpSim):
+    name = "zeotap"
+
+
+SIMS: dict[str, type[PartnerSim]] = {
+    cls.name: cls for cls in (TreasureDataSim, RudderStackSim, ZeotapSim, CustomHttpSim)
+}
+
+
+def _handler(sim: PartnerSim) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: no URLs with keys in logs
+            pass
+
+        def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+            lines = [
+                f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
+                f"Content-Length: {len(body)}",
+                "Content-Type: text/plain",
+            ]
+            lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+            self.wfile.write(
+                ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+            )  # one write: no delayed-ACK stall
+
+        def _control(self, path: str, body: bytes) -> None:
+            data = json.loads(body or b"{}")
+            if path == "/__sandbox/stats":
+                self._reply(200, json.dumps(sim.stats()).encode())
+                return
+            if path == "/__sandbox/faults":
+                sim.faults = Faults(**data)
+            elif path == "/__sandbox/credentials":
+                sim.credentials_valid = bool(data.get("valid", True))
+            elif path == "/__sandbox/disabled":
+                sim.disabled = bool(data.get("disabled", True))
+            elif path == "/__sandbox/poison":
+                sim.poison = set(data.get("ids", []))
+            elif path == "/__sandbox/reset":
+                sim.reset()
+            else:
+                self._reply(404, b"unknown control")
+                return
+            self._reply(200, b"ok")
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            url = urlsplit(self.path)
+            if url.path.startswith("/__sandbox/"):
+                self._control(url.path, body)
+                return
+            with sim.lock:
+                sim.requests += 1
+                request_id = f"{sim.name}-{sim.requests}"
+            fault = sim.draw_fault()
+            if fault == "reset":
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if fault == "slow":
+                time.sleep(sim.faults.delay)
+            elif fault == "status":
+                status = random.choice(sim.faults.statuses)
+                with sim.lock:
+                    sim.statuses[status] += 1
+                headers = (
+                    {"Retry-After": str(sim.faults.retry_after)}
+                    if sim.faults.retry_after is not None
+                    else {}
+                )
+                self._reply(status, b"injected fault", headers)
+                return
+            try:
+                ids = sim.check(self.command, url.path, parse_qs(url.query), self.headers, body)
+            except Refused as refused:
+                with sim.lock:
+                    sim.statuses[refused.status] += 1
+                self._reply(refused.status, refused.text.encode())
+                return
+            sim.accept(request_id, ids)
+            status, text = sim.success
+            with sim.lock:
+                sim.statuses[status] += 1
+            self._reply(status, text)
+
+        do_POST = _handle
+        do_GET = _handle
+
+    return Handler
+
+
+class Sandbox:
+    """All partner servers; `start()` returns their base URLs by destination name."""
+
+    def __init__(
+        self,
+        names: list[str] | None = None,
+        ports: dict[str, int] | None = None,
+        record: Path | None = None,
+        secrets: dict[str, str] | None = None,
+    ) -> None:
+        names = names or list(SIMS)
+        self.sims = {name: SIMS[name]((secrets or {}).get(name), record) for name in names}
+        self.ports = ports or dict.fromkeys(names, 0)
+        self.servers: dict[str, ThreadingHTTPServer] = {}
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> dict[str, str]:
+        for name, sim in self.sims.items():
+            server = ThreadingHTTPServer(("127.0.0.1", self.ports.get(name, 0)), _handler(sim))
+            server.daemon_threads = True
+            self.servers[name] = server
+            thread = threading.Thread(
+                target=server.serve_forever, name=f"sandbox-{name}", daemon=True
+            )
+            thread.start()
+            self.threads.append(thread)
+        return self.urls()
+
+    def urls(self) -> dict[str, str]:
+        return {
+            name: f"http://127.0.0.1:{server.server_address[1]}"
+            for name, server in self.servers.items()
+        }
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.shutdown()
+            server.server_close()
+        self.servers.clear()
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(
+    base_port: int | None,
+    record: Path | None,
+    fail_rate: float,
+    statuses: list[int],
+    retry_after: float | None,
+) -> None:
+    """Run every partner server until interrupted (the `sandbox` CLI command)."""
+    ports = {
+        name: (base_port + i if base_port else DEFAULT_PORTS[name]) for i, name in enumerate(SIMS)
+    }
+    sandbox = Sandbox(ports=ports, record=record)
+    for sim in sandbox.sims.values():
+        sim.faults = Faults(rate=fail_rate, statuses=statuses, retry_after=retry_after)
+    urls = sandbox.start()
+    for name, url in urls.items():
+        print(f"{name:14s} {url}  (key: {sandbox.sims[name].secret})", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        sandbox.stop()
