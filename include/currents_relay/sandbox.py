@@ -81,6 +81,8 @@ class PartnerSim:
             self.accepted_events = 0
             self.duplicates = 0
             self.discarded = 0
+            self.max_body_bytes = 0
+            self.max_request_events = 0
             self.faults = Faults()
             self.credentials_valid = True
             self.disabled = False
@@ -124,10 +126,14 @@ class PartnerSim:
                 "unique_events": len(self.accepted),
                 "duplicates": self.duplicates,
                 "discarded": self.discarded,
+                "max_body_bytes": self.max_body_bytes,
+                "max_request_events": self.max_request_events,
             }
 
-    def accept(self, request_id: str, ids: list[str]) -> None:
+    def accept(self, request_id: str, ids: list[str], body_bytes: int) -> None:
         with self.lock:
+            self.max_body_bytes = max(self.max_body_bytes, body_bytes)
+            self.max_request_events = max(self.max_request_events, len(ids))
             for event_id in ids:
                 if event_id in self.accepted:
                     self.duplicates += 1
@@ -318,7 +324,7 @@ def _handler(sim: PartnerSim) -> type[BaseHTTPRequestHandler]:
                     sim.statuses[refused.status] += 1
                 self._reply(refused.status, refused.text.encode())
                 return
-            sim.accept(request_id, ids)
+            sim.accept(request_id, ids, len(body))
             status, text = sim.success
             with sim.lock:
                 sim.statuses[status] += 1
@@ -352,7 +358,10 @@ class Sandbox:
             server.daemon_threads = True
             self.servers[name] = server
             thread = threading.Thread(
-                target=server.serve_forever, name=f"sandbox-{name}", daemon=True
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"sandbox-{name}",
+                daemon=True,
             )
             thread.start()
             self.threads.append(thread)

@@ -101,6 +101,24 @@ class DeliveryStats:
     statuses: Counter[str] = field(default_factory=Counter)
 
 
+class RedactSecrets(logging.Filter):
+    """Rewrites log records that contain a secret (urllib3 logs full URLs at DEBUG)."""
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+REDACTED_LOGGERS = ("urllib3.connectionpool", "requests", __name__)
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     """`Retry-After` as seconds (delta-seconds or an HTTP date), or None."""
     if not value:
@@ -306,6 +324,16 @@ class Delivery:
         """Deliver the hour; returns the destination's counts (raises after recording them)."""
         started = time.monotonic()
         self._deadline = started + self.policy.budget_seconds
+        guard = RedactSecrets(self.partner.redact)
+        for name in REDACTED_LOGGERS:
+            logging.getLogger(name).addFilter(guard)
+        try:
+            return self._run(started)
+        finally:
+            for name in REDACTED_LOGGERS:
+                logging.getLogger(name).removeFilter(guard)
+
+    def _run(self, started: float) -> dict[str, Any]:
         error: DeliveryError | None = None
         for event_type, files in self._event_types():
             events = self._pending_events(event_type, files)

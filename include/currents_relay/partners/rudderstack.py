@@ -1,8 +1,10 @@
 """RudderStack, through the webhook URL of its Braze source.
 
-`POST <data plane URL>/v1/webhook?writeKey=<key>` with Braze's body `{"events": [...]}`:
-the Braze source turns each Currents event into a RudderStack event. The write key sits in the
-URL, so every URL we print is redacted. About 4 MB per body (413 beyond); 401 bad key, 404
+`POST <data plane URL>/v1/webhook` with Braze's body `{"events": [...]}`: the Braze source
+turns each Currents event into a RudderStack event. The write key goes as the HTTP Basic user
+(RudderStack accepts it there as well as in `?writeKey=`), so it never sits in a URL that a
+proxy or a debug log could print; set `extra.key_in_url: true` to use the webhook URL exactly
+as RudderStack shows it (every URL we print is redacted either way). About 4 MB per body (413 beyond); 401 bad key, 404
 disabled source, 400 bad JSON or empty batch, 429 throttled; success is 200 `OK`.
 
 Docs: https://www.braze.com/docs/partners/data_and_infrastructure_agility/customer_data_platform/rudderstack/rudderstack_for_currents/
@@ -11,6 +13,7 @@ and https://www.rudderstack.com/docs/sources/event-streams/cloud-apps/braze/
 
 from __future__ import annotations
 
+import base64
 from typing import ClassVar
 from urllib.parse import quote
 
@@ -31,8 +34,14 @@ class RudderStack(Partner):
 
     def secrets(self) -> list[str]:
         key = self.endpoint.password or ""
-        return [*super().secrets(), quote(key, safe="")] if key else super().secrets()
+        basic = base64.b64encode(f"{key}:".encode()).decode()
+        return [*super().secrets(), quote(key, safe=""), basic] if key else super().secrets()
 
     def request(self, body: bytes, batch_id: str) -> Request:
-        url = f"{self.endpoint.url}/v1/webhook?writeKey={quote(self.endpoint.password or '', safe='')}"
-        return Request(url, {"Content-Type": "application/json"}, body)
+        key = self.endpoint.password or ""
+        if self.endpoint.extra.get("key_in_url"):
+            url = f"{self.endpoint.url}/v1/webhook?writeKey={quote(key, safe='')}"
+            return Request(url, {"Content-Type": "application/json"}, body)
+        basic = base64.b64encode(f"{key}:".encode()).decode()
+        headers = {"Content-Type": "application/json", "Authorization": f"Basic {basic}"}
+        return Request(f"{self.endpoint.url}/v1/webhook", headers, body)

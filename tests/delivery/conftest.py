@@ -1,0 +1,47 @@
+"""Delivery fixtures: an ingested hour in a fresh lake per test, and the partner sandbox."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from currents_relay.delivery.partner import Endpoint
+from currents_relay.hours import parse_hour
+from currents_relay.ingest import process_hour
+from currents_relay.sandbox import Sandbox
+
+from tests.conftest import HOUR
+
+PARTNERS = ["treasure_data", "rudderstack", "zeotap", "custom_http"]
+EXTRA = {"treasure_data": {"database": "currents", "table": "events"}}
+
+
+@pytest.fixture(scope="session")
+def ingested_lake(generated_hour, tmp_path_factory):
+    landing, _ = generated_hour
+    lake = tmp_path_factory.mktemp("delivery-lake")
+    process_hour(str(landing), str(lake), parse_hour(HOUR))
+    return lake
+
+
+@pytest.fixture()
+def lake(ingested_lake, tmp_path):
+    """A private copy of the ingested lake (deliveries write ledgers into it)."""
+    copy = tmp_path / "lake"
+    shutil.copytree(ingested_lake, copy)
+    return copy
+
+
+@pytest.fixture()
+def sandbox(tmp_path):
+    with Sandbox(record=tmp_path / "accepted.jsonl") as running:
+        yield running
+
+
+def endpoint(sandbox: Sandbox, name: str, secret: str | None = None) -> Endpoint:
+    sim = sandbox.sims[name]
+    return Endpoint(
+        sandbox.urls()[name],
+        password=secret if secret is not None else sim.secret,
+        extra=EXTRA.get(name, {}),
+    )
