@@ -1,0 +1,105 @@
+"""Faults: flaky partners, a killed push, late files. Nothing is lost, nothing acknowledged is resent."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from currents_relay.delivery.engine import Delivery, RetryPolicy, Selection
+from currents_relay.delivery.push import build_partner
+from currents_relay.destinations import destinations
+from currents_relay.hours import parse_hour
+from currents_relay.ingest import process_hour
+from currents_relay.sandbox import Faults
+
+from tests.conftest import HOUR
+from tests.delivery.conftest import PARTNERS, endpoint
+
+FAST = RetryPolicy(budget_seconds=120, base_delay=0.005, max_delay=0.02)
+
+
+def delivery(lake, sandbox, name) -> Delivery:
+    partner = build_partner(destinations()[name], endpoint(sandbox, name))
+    return Delivery(str(lake), HOUR, partner, Selection(), FAST)
+
+
+@pytest.mark.parametrize("name", PARTNERS)
+def test_thirty_percent_failures_lose_nothing_and_resend_nothing(lake, sandbox, name):
+    sim = sandbox.sims[name]
+    sim.faults = Faults(
+        rate=0.3, statuses=[429, 500, 502, 503], modes=["status", "status", "reset"], retry_after=0
+    )
+    counts = delivery(lake, sandbox, name).run()
+    stats = sim.stats()
+    assert counts["retries"] > 0
+    assert counts["delivered"] == counts["selected"] == stats["unique_events"]
+    assert (
+        stats["duplicates"] == 0
+    )  # faults happen before acceptance: no acknowledged batch was resent
+
+
+KILLED_PUSH = """
+import sys
+from currents_relay.delivery.engine import Delivery, RetryPolicy, Selection
+from currents_relay.delivery.partner import Endpoint
+from currents_relay.partners.custom_http import CustomHttp
+partner = CustomHttp(Endpoint(sys.argv[2], password=sys.argv[3]))
+Delivery(sys.argv[1], sys.argv[4], partner, Selection(), RetryPolicy()).run()
+"""
+
+
+def test_sigkill_mid_push_then_rerun_loses_nothing(lake, sandbox):
+    sim = sandbox.sims["custom_http"]
+    sim.faults = Faults(
+        rate=1.0, modes=["slow"], delay=0.02
+    )  # slow partner: the push takes seconds
+    args = [str(lake), sandbox.urls()["custom_http"], sim.secret, HOUR]
+    child = subprocess.Popen([sys.executable, "-c", KILLED_PUSH, *args], env=os.environ.copy())
+    ledger = lake / "deliveries" / "custom_http" / f"hour={HOUR}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(ledger.glob("ack-*.parquet"))) < 5:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    acknowledged_before = len(list(ledger.glob("ack-*.parquet")))
+    assert 5 <= acknowledged_before < sim.stats()["requests"] + 1
+    sim.faults = Faults()
+    counts = delivery(lake, sandbox, "custom_http").run()
+    stats = sim.stats()
+    assert (
+        counts["delivered"] == counts["selected"] == stats["unique_events"]
+        and counts["pending"] == 0
+    )
+    assert stats["duplicates"] <= 100  # at most the one batch in flight when the push died
+
+
+def test_late_file_rerun_sends_only_the_new_events(generated_hour, sandbox, tmp_path):
+    source, _ = generated_hour
+    landing = tmp_path / "landing"
+    shutil.copytree(source, landing)
+    lake = tmp_path / "lake"
+    process_hour(str(landing), str(lake), parse_hour(HOUR))
+    first = delivery(lake, sandbox, "zeotap").run()
+    late = [
+        {
+            "event_type": "users.messages.email.Open",
+            "id": f"late-{i}",
+            "time": 1793527200 + i,
+            "user": {"user_id": "u", "external_user_id": f"x{i}"},
+            "properties": {"email_address": "a@b.co"},
+        }
+        for i in range(3)
+    ]
+    (landing / "http" / "date=2026-11-01-10" / "late.json").write_text(json.dumps({"events": late}))
+    process_hour(str(landing), str(lake), parse_hour(HOUR))
+    before = sandbox.sims["zeotap"].stats()["accepted_events"]
+    second = delivery(lake, sandbox, "zeotap").run()
+    stats = sandbox.sims["zeotap"].stats()
+    assert stats["accepted_events"] - before == 3 and stats["duplicates"] == 0
+    assert second["delivered"] == first["delivered"] + 3 and second["requests"] == 1
