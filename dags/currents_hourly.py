@@ -9,11 +9,19 @@ sensor, skipped when `hour` is given) so Currents can finish writing, then:
 2. **ingest** normalizes, validates (Great Expectations suites per event family), quarantines
    bad rows with their reasons, drops duplicates and writes the hour into the lake, replacing
    it exactly (re-runs and backfills are safe),
-3. **report** writes `reports/hour=<h>.json` with counts that reconcile
-   (`events.read == written + quarantined + duplicates`).
+3. **push_<destination>**, one task per enabled destination (own pool `currents_<name>`),
+   sends the hour to the partner with its wire format, limits and retry rules; every
+   acknowledged batch goes to the destination's ledger in the lake first, so retries and
+   re-runs never re-send an acknowledged event; a failing destination never stops the others,
+4. **report** writes `reports/hour=<h>.json` with counts that reconcile
+   (`events.read == written + quarantined + duplicates`; per destination
+   `considered == selected + skipped`, `selected == delivered + dead_lettered + pending`),
+   whatever happened upstream, and fails the run if a destination failed.
 
-Trigger from the UI with `hour` (e.g. `2026-11-01T10`) to (re)process a past hour, and
-`dry_run` to validate and report without writing. Backfill with
+Trigger from the UI with `hour` (e.g. `2026-11-01T10`) to (re)process a past hour,
+`destinations` to push to a subset, and `dry_run` to validate, build batches and report
+without writing or sending anything. Endpoints and secrets come from the Connections
+`currents_<destination>`; `currents_replay` redelivers dead letters and pending events. Backfill with
 `airflow backfill create --dag-id currents_hourly --from-date ... --to-date ...`.
 Landing and lake URLs come from the Variables `currents_landing_url` / `currents_lake_url`.
 """
@@ -26,6 +34,7 @@ from pathlib import Path
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import (
     Asset,
+    Connection,
     CronDataIntervalTimetable,
     Param,
     Variable,
@@ -33,11 +42,14 @@ from airflow.sdk import (
     get_current_context,
     task,
 )
+
+from currents_relay.destinations import enabled_destinations
 from currents_relay.hours import HOUR_PATTERN, hour_key, resolve_hour, settle_until
 
 PROJECT = Path(__file__).resolve().parents[1]
 DEFAULT_LANDING = str(PROJECT / "data" / "landing")
 DEFAULT_LAKE = str(PROJECT / "data" / "lake")
+DESTINATIONS = [d.name for d in enabled_destinations()]  # include/currents_relay/destinations.toml
 LAKE = Asset(name="currents_lake", uri="file:///currents-relay/lake", group="currents")
 
 
@@ -64,7 +76,15 @@ def _urls() -> tuple[str, str]:
             pattern=HOUR_PATTERN,
             description="UTC hour to process, e.g. 2026-11-01T10 (default: the run's interval)",
         ),
-        "dry_run": Param(False, type="boolean", description="Validate and report; write nothing"),
+        "dry_run": Param(
+            False, type="boolean", description="Validate, batch and report; write and send nothing"
+        ),
+        "destinations": Param(
+            DESTINATIONS,
+            type="array",
+            items={"type": "string", "enum": DESTINATIONS},
+            description="Destinations to push this hour to",
+        ),
         "settle_minutes": Param(
             15,
             type="integer",
@@ -124,25 +144,90 @@ def currents_hourly():
             }
         return report
 
-    @task(trigger_rule="all_done")
-    def report(ingested: dict | None) -> dict:
-        """Write the reconciled report (runs whatever happened upstream)."""
+    @task(retries=3, retry_delay=timedelta(minutes=5), retry_exponential_backoff=True)
+    def push(ingested: dict, destination: str) -> dict:
+        """Deliver the hour to one destination (exactly-once in effect, through its ledger)."""
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.log import mask_secret
+
+        from currents_relay.delivery.engine import DeliveryStopped
+        from currents_relay.delivery.partner import ConfigurationError, Endpoint
+        from currents_relay.delivery.push import push_hour
+
+        if destination not in get_current_context()["params"]["destinations"]:
+            raise AirflowSkipException(f"{destination} is not in this run's destinations")
+        try:
+            connection = Connection.get(f"currents_{destination}")
+        except Exception as missing:
+            raise AirflowFailException(
+                f"{destination}: connection currents_{destination} not found ({type(missing).__name__})"
+            ) from None
+        try:
+            endpoint = Endpoint.from_connection(connection)
+            return push_hour(
+                _urls()[1],
+                ingested["hour"],
+                destination,
+                endpoint,
+                dry_run=ingested["dry_run"],
+                mask=mask_secret,
+            )
+        except (DeliveryStopped, ConfigurationError) as broken:
+            # Retrying cannot fix credentials or configuration: fail now, keep events pending.
+            raise AirflowFailException(str(broken)) from None
+
+    @task(trigger_rule="all_done", retries=1)
+    def report() -> dict:
+        """Write the reconciled report, whatever happened upstream; fail if any step failed."""
         import json
 
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from currents_relay.delivery.push import last_counts
         from currents_relay.ingest import write_report
 
+        context = get_current_context()
+        ti = context["ti"]
+        ingested = ti.xcom_pull(task_ids="ingest")
         if not ingested:
-            raise RuntimeError(
+            raise AirflowFailException(
                 "ingest did not finish: no report for this hour (see the ingest task's log)"
             )
+        states = ti.get_task_states(
+            dag_id=ti.dag_id, run_ids=[ti.run_id], task_ids=[f"push_{d}" for d in DESTINATIONS]
+        ).get(ti.run_id, {})
+        lake = _urls()[1]
+        result = dict(ingested, destinations={})
+        failed = []
+        for name in DESTINATIONS:
+            state = states.get(f"push_{name}")
+            counts = ti.xcom_pull(task_ids=f"push_{name}")
+            if state == "skipped":
+                continue
+            if state != "success":
+                failed.append(name)
+                counts = None if ingested["dry_run"] else last_counts(lake, ingested["hour"], name)
+            result["destinations"][name] = (counts or {}) | {"task_state": state}
         if not ingested["dry_run"]:
-            write_report(_urls()[1], ingested)
-        print(json.dumps(ingested, indent=2))
-        return ingested
+            write_report(lake, result)
+        print(json.dumps(result, indent=2))
+        if failed:
+            raise AirflowFailException(
+                f"push failed for {', '.join(failed)}: events stay pending (see the report)"
+            )
+        return result
 
     collected = collect()
     settle >> collected
-    report(ingest(collected))
+    ingested = ingest(collected)
+    pushes = [
+        push.override(task_id=f"push_{name}", pool=f"currents_{name}")(ingested, name)
+        for name in DESTINATIONS
+    ]
+    reported = report()
+    ingested >> reported
+    for pushed in pushes:
+        pushed >> reported
 
 
 currents_hourly()

@@ -8,11 +8,11 @@ import json
 import fastavro
 import pyarrow.parquet as pq
 import pytest
+
 from currents_relay.generator import avro_schema, make_event
 from currents_relay.hours import parse_hour
 from currents_relay.ingest import process_hour
 from currents_relay.normalize import MAX_STRING_CHARS
-
 from tests.conftest import HOUR
 
 DATE = "2026-11-01-10"

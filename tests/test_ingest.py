@@ -9,10 +9,10 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+
 from currents_relay.catalogue import schema_for
 from currents_relay.hours import parse_hour
 from currents_relay.ingest import HourIngest, IngestOptions, process_hour
-
 from tests.conftest import HOUR
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from currents_relay.normalize import MAX_STRING_CHARS, coerce_value, to_canonical, to_http
 
+from currents_relay.normalize import MAX_STRING_CHARS, coerce_value, to_canonical, to_http
 from tests.conftest import http_samples, load
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from currents_relay.catalogue import lookup, schema_for
 from currents_relay.hours import parse_hour
 from currents_relay.ingest import process_hour
-
 from tests.conftest import HOUR, avro_samples, http_samples, load
 
 pytestmark = pytest.mark.samples

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+
 from currents_relay.catalogue import known_event_types, lookup
 from currents_relay.validation import STRUCTURAL_RULES, TimeBounds, Validator, checks_for
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
+
 from currents_relay.delivery.partner import Endpoint
 from currents_relay.hours import parse_hour
 from currents_relay.ingest import process_hour
 from currents_relay.sandbox import Sandbox
-
 from tests.conftest import HOUR
 
 PARTNERS = ["treasure_data", "rudderstack", "zeotap", "custom_http"]

@@ -7,10 +7,10 @@ import logging
 
 import pyarrow.parquet as pq
 import pytest
+
 from currents_relay.delivery.engine import Delivery, DeliveryStopped, RetryPolicy, Selection
 from currents_relay.delivery.push import build_partner
 from currents_relay.destinations import destinations
-
 from tests.conftest import HOUR
 from tests.delivery.conftest import PARTNERS, endpoint
 

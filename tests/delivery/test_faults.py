@@ -11,13 +11,13 @@ import sys
 import time
 
 import pytest
+
 from currents_relay.delivery.engine import Delivery, RetryPolicy, Selection
 from currents_relay.delivery.push import build_partner
 from currents_relay.destinations import destinations
 from currents_relay.hours import parse_hour
 from currents_relay.ingest import process_hour
 from currents_relay.sandbox import Faults
-
 from tests.conftest import HOUR
 from tests.delivery.conftest import PARTNERS, endpoint
 
