@@ -43,7 +43,78 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--events", type=int, default=30_000)
     generate.add_argument("--seed", type=int, default=7)
     generate.add_argument("--no-faults", action="store_true", help="no bad rows or bad files")
+
+    for name, text in (
+        ("push", "deliver one hour of the lake to one destination"),
+        ("replay", "redeliver pending events and dead letters of an hour range"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--lake", required=True)
+        command.add_argument("--destination", required=True, help="a name from destinations.toml")
+        command.add_argument("--hour", required=True, type=_hour)
+        if name == "replay":
+            command.add_argument(
+                "--to-hour", type=_hour, help="last hour of the range (default: --hour)"
+            )
+            command.add_argument(
+                "--no-dead-letters", action="store_true", help="only pending events"
+            )
+        else:
+            command.add_argument(
+                "--dry-run", action="store_true", help="build batches, send nothing"
+            )
+
+    sandbox = commands.add_parser(
+        "sandbox", help="run loopback servers that behave like the partners"
+    )
+    sandbox.add_argument(
+        "--base-port", type=int, help="first port (default: the ports in airflow_settings.yaml)"
+    )
+    sandbox.add_argument("--record", help="append every accepted event to this JSON-lines file")
+    sandbox.add_argument("--fail-rate", type=float, default=0.0, help="share of requests that fail")
+    sandbox.add_argument("--statuses", default="429,503", help="statuses injected when failing")
+    sandbox.add_argument(
+        "--retry-after", type=float, help="Retry-After seconds on injected failures"
+    )
+
+    settings = commands.add_parser(
+        "load-settings", help="load airflow_settings.yaml into the local Airflow"
+    )
+    settings.add_argument("path", nargs="?", default="airflow_settings.yaml")
     return parser
+
+
+def _deliver(args: argparse.Namespace) -> int:
+    from currents_relay.delivery.engine import DeliveryError
+    from currents_relay.delivery.partner import Endpoint
+    from currents_relay.delivery.push import connection_outside_tasks, push_hour
+    from currents_relay.destinations import destinations
+    from currents_relay.hours import hour_key, hour_range
+
+    if args.destination not in destinations():
+        raise LookupError(
+            f"unknown destination {args.destination!r} (known: {', '.join(destinations())})"
+        )
+    endpoint = Endpoint.from_connection(connection_outside_tasks(f"currents_{args.destination}"))
+    last = getattr(args, "to_hour", None) or args.hour
+    replay = args.command == "replay" and not args.no_dead_letters
+    failed = False
+    for hour in hour_range(args.hour, last):
+        try:
+            counts = push_hour(
+                args.lake,
+                hour_key(hour),
+                args.destination,
+                endpoint,
+                dry_run=getattr(args, "dry_run", False),
+                replay=replay,
+            )
+        except DeliveryError as error:
+            print(f"currents-relay: {error}", file=sys.stderr)
+            failed = True
+            continue
+        print(json.dumps(counts))
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,7 +145,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 faults=not args.no_faults,
             )
             print(json.dumps(summary.to_dict(), indent=2))
-    except (LandingError, OSError) as error:
+        elif args.command in ("push", "replay"):
+            return _deliver(args)
+        elif args.command == "sandbox":
+            from pathlib import Path
+
+            from currents_relay.sandbox import serve
+
+            serve(
+                args.base_port,
+                Path(args.record) if args.record else None,
+                args.fail_rate,
+                [int(s) for s in args.statuses.split(",")],
+                args.retry_after,
+            )
+        elif args.command == "load-settings":
+            from pathlib import Path
+
+            from currents_relay.airflow_settings import load_settings
+
+            print(json.dumps(load_settings(Path(args.path))))
+    except (LandingError, LookupError, ValueError, OSError) as error:
         print(f"currents-relay: error: {error}", file=sys.stderr)
         return 1
     return 0

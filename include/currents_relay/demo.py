@@ -1,8 +1,10 @@
 """`make run`: generate a demo hour and run it through real Airflow, then show the result.
 
-Steps: write a realistic hour of exports into the landing zone, migrate a local Airflow
-(SQLite, `AIRFLOW_HOME` inside the project), run `airflow dags test currents_hourly` for that
-hour, and print the report the `report` task wrote into the lake.
+Steps: write a realistic hour of exports into the landing zone, start the partner sandbox on
+loopback, migrate a local Airflow (SQLite, `AIRFLOW_HOME` inside the project) and load
+`airflow_settings.yaml` into it (connections to the sandbox, pools, variables), run
+`airflow dags test currents_hourly` for that hour, and print the report the `report` task
+wrote into the lake beside what the sandbox received.
 """
 
 from __future__ import annotations
@@ -40,16 +42,47 @@ def airflow_env(landing: str, lake: str, dags: Path) -> dict[str, str]:
     return env
 
 
-def _airflow(args: list[str], env: dict[str, str], log: Path) -> None:
-    airflow = Path(sys.executable).with_name("airflow")
+def _run(command: list[str], env: dict[str, str], log: Path) -> None:
     with log.open("a") as out:
-        done = subprocess.run(
-            [str(airflow), *args], env=env, stdout=out, stderr=subprocess.STDOUT, check=False
-        )
+        done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
     if done.returncode:
         print(log.read_text()[-4000:], file=sys.stderr)
+        raise SystemExit(f"`{' '.join(command[:4])}` failed (exit {done.returncode}); log: {log}")
+
+
+def _airflow(args: list[str], env: dict[str, str], log: Path) -> None:
+    _run([str(Path(sys.executable).with_name("airflow")), *args], env, log)
+
+
+def start_sandbox(record: Path):
+    """The partner sandbox on the ports `airflow_settings.yaml` points the connections at."""
+    from currents_relay.destinations import enabled_destinations
+    from currents_relay.sandbox import DEFAULT_PORTS, Sandbox
+
+    names = [d.partner for d in enabled_destinations()]
+    sandbox = Sandbox(names=names, ports={n: DEFAULT_PORTS[n] for n in names}, record=record)
+    try:
+        sandbox.start()
+    except OSError as error:
+        sandbox.stop()
         raise SystemExit(
-            f"`airflow {' '.join(args[:3])}` failed (exit {done.returncode}); full log: {log}"
+            f"cannot start the sandbox ({error}): is `currents-relay sandbox` already running?"
+        ) from None
+    return sandbox
+
+
+def print_deliveries(report: dict, received: dict[str, dict]) -> None:
+    """Per destination: what the report says beside what the sandbox received."""
+    print(
+        f"\n{'destination':14s} {'selected':>9s} {'skipped':>8s} {'delivered':>9s} {'pending':>8s}"
+        f" {'dead':>5s} {'requests':>8s} | {'sandbox got':>11s} {'twice':>6s}"
+    )
+    for name, c in report.get("destinations", {}).items():
+        got = received.get(name, {})
+        print(
+            f"{name:14s} {c['selected']:9,d} {sum(c['skipped'].values()):8,d} {c['delivered']:9,d}"
+            f" {c['pending']:8,d} {c['dead_lettered']:5,d} {c['requests']:8,d} |"
+            f" {got.get('unique_events', 0):11,d} {got.get('duplicates', 0):6,d}"
         )
 
 
@@ -67,35 +100,43 @@ def main(argv: list[str] | None = None) -> int:
     hour = hour_key(args.hour)
     for stale in Path(args.landing).glob(f"**/date={date_partition(args.hour)}"):
         shutil.rmtree(stale)
+    for stale in ("deliveries", "dead_letter"):  # a fresh demo: deliver everything again
+        shutil.rmtree(Path(args.lake) / stale, ignore_errors=True)
     summary = generate_hour(args.landing, args.hour, events=args.events)
-    print(
-        f"1. generated {summary.events:,} events in {summary.files} files for hour {hour} under {args.landing}"
-    )
+    print(f"1. generated {summary.events:,} events in {summary.files} files for hour {hour}")
 
     env = airflow_env(args.landing, args.lake, Path(args.dags))
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     log = Path(env["AIRFLOW_HOME"]) / "make-run.log"
     log.write_text("")
-    _airflow(["db", "migrate"], env, log)
-    print(f"2. local Airflow ready (AIRFLOW_HOME={env['AIRFLOW_HOME']})")
-    _airflow(["dags", "test", "currents_hourly", "-c", json.dumps({"hour": hour})], env, log)
-    print(f"3. airflow dags test currents_hourly (hour={hour}) succeeded; task logs: {log}")
+    record = Path(args.lake).parent / "sandbox-accepted.jsonl"
+    record.unlink(missing_ok=True)
+    sandbox = start_sandbox(record)
+    try:
+        urls = ", ".join(f"{n} {u}" for n, u in sandbox.urls().items())
+        print(f"2. partner sandbox on loopback: {urls}")
+        _airflow(["db", "migrate"], env, log)
+        settings = PROJECT / "airflow_settings.yaml"
+        _run([sys.executable, "-m", "currents_relay.cli", "load-settings", str(settings)], env, log)
+        print(f"3. local Airflow ready in {env['AIRFLOW_HOME']}, airflow_settings.yaml loaded")
+        _airflow(["dags", "test", "currents_hourly", "-c", json.dumps({"hour": hour})], env, log)
+        print(f"4. airflow dags test currents_hourly (hour={hour}) succeeded; logs: {log}")
+        received = {name: sim.stats() for name, sim in sandbox.sims.items()}
+    finally:
+        sandbox.stop()
 
     report = json.loads((Path(args.lake) / "reports" / f"hour={hour}.json").read_text())
-    print(
-        json.dumps(
-            {k: report[k] for k in ("hour", "files", "events", "quarantine_reasons")}, indent=2
-        )
-    )
+    shown = {k: report[k] for k in ("hour", "files", "events", "quarantine_reasons")}
+    print(json.dumps(shown, indent=2))
     events = report["events"]
     assert events["read"] == events["written"] + events["quarantined"] + events["duplicates"]
-    print(
-        f"\nLake: {args.lake}  ({len(report['by_event_type'])} event types, report in reports/hour={hour}.json)"
-    )
+    print_deliveries(report, received)
+    print(f"\nLake: {args.lake} ({len(report['by_event_type'])} event types; report in reports/)")
     print(
         "Read it with DuckDB:  SELECT event_type, count(*) FROM read_parquet("
         f"'{args.lake}/events/*/*/*.parquet', union_by_name=true, hive_partitioning=true) GROUP BY 1;"
     )
+    print(f"Sandbox record of every accepted event: {record}")
     print(f"Done in {time.monotonic() - started:.0f} s.")
     return 0
 
