@@ -13,18 +13,23 @@ from currents_relay.destinations import Destination, destinations
 from currents_relay.lake import Lake
 
 
-def connection_from_env(conn_id: str) -> Any:
-    """An Airflow Connection from `AIRFLOW_CONN_<ID>` (JSON or URI), without a metadata DB."""
-    from airflow.sdk import Connection
-
+def connection_outside_tasks(conn_id: str) -> Any:
+    """An Airflow Connection for the CLI: `AIRFLOW_CONN_<ID>` (JSON or URI), else Airflow's DB."""
     value = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
-    if not value:
+    if value:
+        from airflow.sdk import Connection
+
+        if value.lstrip().startswith("{"):
+            return Connection.from_json(value, conn_id=conn_id)
+        return Connection.from_uri(value, conn_id=conn_id)
+    try:
+        from airflow.models.connection import Connection as StoredConnection
+
+        return StoredConnection.get_connection_from_secrets(conn_id)
+    except Exception:
         raise LookupError(
-            f"connection {conn_id} is not defined (set AIRFLOW_CONN_{conn_id.upper()})"
-        )
-    if value.lstrip().startswith("{"):
-        return Connection.from_json(value, conn_id=conn_id)
-    return Connection.from_uri(value, conn_id=conn_id)
+            f"connection {conn_id} is not defined: set AIRFLOW_CONN_{conn_id.upper()} or add it to Airflow"
+        ) from None
 
 
 def build_partner(destination: Destination, endpoint: Endpoint) -> Partner:

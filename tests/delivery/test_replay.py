@@ -1,0 +1,169 @@
+"""Replay: the CLI and the manual DAG redeliver pending events and dead letters, once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from currents_relay.delivery.engine import DeliveryStopped
+from tests.conftest import HOUR, ROOT
+from tests.delivery.conftest import EXTRA, endpoint
+from tests.delivery.test_contract import deliver
+
+
+def conn_env(sandbox, name: str) -> dict[str, str]:
+    value = json.dumps(
+        {
+            "conn_type": "http",
+            "host": sandbox.urls()[name],
+            "password": sandbox.sims[name].secret,
+            "extra": EXTRA.get(name, {}),
+        }
+    )
+    return {f"AIRFLOW_CONN_CURRENTS_{name.upper()}": value}
+
+
+def poison_one(lake, sandbox, name) -> str:
+    rows = pq.read_table(lake / "events" / "event_type=users.messages.sms.Send").to_pylist()
+    target = next(r["id"] for r in rows if r["external_user_id"])
+    sandbox.sims[name].poison = {target}
+    return target
+
+
+def test_cli_replay_delivers_pending_and_dead_letters(lake, sandbox):
+    name = "zeotap"
+    poison_one(lake, sandbox, name)
+    first = deliver(lake, sandbox, name).run()
+    assert first["dead_lettered"] == 1
+    sandbox.sims[name].poison = set()
+    sandbox.sims[name].credentials_valid = False
+    env = os.environ | conn_env(sandbox, name)
+    command = [
+        sys.executable,
+        "-m",
+        "currents_relay.cli",
+        "replay",
+        "--lake",
+        str(lake),
+        "--destination",
+        name,
+        "--hour",
+        HOUR,
+    ]
+    refused = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert refused.returncode == 1 and "HTTP 401" in refused.stderr
+    assert sandbox.sims[name].secret not in refused.stderr + refused.stdout
+    sandbox.sims[name].credentials_valid = True
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert counts["delivered"] == counts["selected"] and counts["dead_lettered"] == 0
+    assert counts["requests"] == 1 and sandbox.sims[name].stats()["duplicates"] == 0
+
+
+def test_cli_push_without_a_connection_is_a_one_line_error(lake):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "currents_relay.cli",
+            "push",
+            "--lake",
+            str(lake),
+            "--destination",
+            "zeotap",
+            "--hour",
+            HOUR,
+        ],
+        env={k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1 and "currents_zeotap" in done.stderr
+    assert done.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.airflow
+def test_replay_dag_redelivers_after_credentials_are_fixed(airflow_db, lake, sandbox, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    name = "custom_http"
+    sandbox.sims[name].credentials_valid = False
+    with pytest.raises(DeliveryStopped):
+        deliver(lake, sandbox, name).run()
+    sandbox.sims[name].credentials_valid = True
+    monkeypatch.setenv("AIRFLOW_VAR_CURRENTS_LAKE_URL", str(lake))
+    for key, value in conn_env(sandbox, name).items():
+        monkeypatch.setenv(key, value)
+    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["currents_replay"]
+    run = dag.test(run_conf={"destination": name, "from_hour": HOUR})
+    assert run.state == "success"
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states[f"replay_{name}"] == "success"
+    assert all(s == "skipped" for t, s in states.items() if t != f"replay_{name}")
+    assert (
+        sandbox.sims[name].stats()["unique_events"]
+        == deliver(lake, sandbox, name).run()["delivered"]
+    )
+
+
+@pytest.mark.airflow
+def test_airflow_settings_load_pools_connections_and_variables(airflow_db, tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "currents_relay.cli",
+            "load-settings",
+            str(ROOT / "airflow_settings.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=tmp_path,
+    )
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded == {"connections": 4, "pools": 4, "variables": 2}
+    listing = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "airflow") if (ROOT / ".venv").exists() else "airflow",
+            "pools",
+            "list",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    pools = {p["pool"] for p in json.loads(listing.stdout[listing.stdout.index("[") :])}
+    assert {
+        f"currents_{n}" for n in ("treasure_data", "rudderstack", "zeotap", "custom_http")
+    } <= pools
+
+
+def test_endpoint_of_every_partner_refuses_an_incomplete_connection(sandbox):
+    from dataclasses import replace
+
+    from currents_relay.delivery.partner import ConfigurationError
+    from currents_relay.delivery.push import build_partner
+    from currents_relay.destinations import destinations
+
+    td = endpoint(sandbox, "treasure_data")
+    with pytest.raises(ConfigurationError, match=r"extra\.table"):
+        build_partner(
+            destinations()["treasure_data"],
+            replace(td, extra={"database": "db", "table": "bad-name"}),
+        )
+    with pytest.raises(ConfigurationError, match="bearer token"):
+        build_partner(destinations()["zeotap"], replace(endpoint(sandbox, "zeotap"), password=None))
