@@ -33,8 +33,9 @@ lint: install ## ruff lint and format check
 format: install ## ruff format and autofix
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-bench: install ## Benchmarks (figures, not tests)
-	$(PY) benchmarks/ingest.py
+bench: install ## Benchmarks (figures, not tests): ingest and push of a 1,000,000-event hour
+	$(PY) benchmarks/ingest.py --events $(or $(EVENTS),1000000)
+	$(PY) benchmarks/push.py --events $(or $(EVENTS),1000000)
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra test --python-version 3.11 -o requirements.lock

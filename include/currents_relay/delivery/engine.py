@@ -29,6 +29,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import requests
 
@@ -197,13 +198,25 @@ class Delivery:
         if not self.selection.accepts(event_type, self.partner.default_event_types):
             self.skipped["event_type"] += table.num_rows
             return []
-        table = table.sort_by([("time", "ascending"), ("id", "ascending")])
         identity = self.selection.identity
+        if identity:
+            known = (
+                table[identity]
+                if identity in table.column_names
+                else pa.nulls(table.num_rows, pa.string())
+            )
+            has_identity = pc.fill_null(pc.not_equal(known.cast(pa.string()), ""), False)
+            self.skipped["anonymous"] += (
+                table.num_rows - pc.sum(has_identity).as_py() if table.num_rows else 0
+            )
+            table = table.filter(has_identity)
+        table = table.sort_by([("time", "ascending"), ("id", "ascending")])
+        # Columns that are null throughout would only be dropped again by the wire mapping.
+        table = table.select(
+            [c for c in table.column_names if table[c].null_count < table.num_rows]
+        )
         events = []
         for row in table.to_pylist():
-            if identity and not row.get(identity):
-                self.skipped["anonymous"] += 1
-                continue
             key = event_key(event_type, row["id"])
             self.selected.add(key)
             if key in self.ledger.acknowledged or (key in self.ledger.dead and not self.replay):
