@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gzip
 import json
 import random
 import re
@@ -82,6 +83,7 @@ class PartnerSim:
             self.duplicates = 0
             self.discarded = 0
             self.max_body_bytes = 0
+            self.gzip_requests = 0
             self.max_request_events = 0
             self.faults = Faults()
             self.credentials_valid = True
@@ -128,6 +130,7 @@ class PartnerSim:
                 "discarded": self.discarded,
                 "max_body_bytes": self.max_body_bytes,
                 "max_request_events": self.max_request_events,
+                "gzip_requests": self.gzip_requests,
             }
 
     def accept(self, request_id: str, ids: list[str], body_bytes: int) -> None:
@@ -291,6 +294,10 @@ def _handler(sim: PartnerSim) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+                with sim.lock:
+                    sim.gzip_requests += 1
             url = urlsplit(self.path)
             if url.path.startswith("/__sandbox/"):
                 self._control(url.path, body)

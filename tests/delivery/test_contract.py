@@ -168,3 +168,30 @@ def test_a_key_in_the_url_never_reaches_the_logs(lake, sandbox, caplog):
     assert "writeKey=***" in caplog.text  # urllib3 logged the URL, redacted
     assert secret not in caplog.text and secret not in str(stopped.value)
     assert not any(secret in p.read_text(errors="ignore") for p in lake.rglob("*") if p.is_file())
+
+
+def test_gzip_bodies_arrive_whole(lake, sandbox):
+    partner = build_partner(destinations()["rudderstack"], endpoint(sandbox, "rudderstack"))
+    partner.options["gzip"] = True
+    counts = Delivery(str(lake), HOUR, partner, Selection(), FAST).run()
+    stats = sandbox.sims["rudderstack"].stats()
+    assert counts["delivered"] == counts["selected"] == stats["unique_events"]
+    assert stats["gzip_requests"] == counts["requests"] > 0
+
+
+def test_retry_budget_exhausted_leaves_events_pending_and_fails(lake, sandbox):
+    from currents_relay.delivery.engine import DeliveryIncomplete
+    from currents_relay.sandbox import Faults
+
+    sandbox.sims["custom_http"].faults = Faults(rate=1.0, statuses=[503])
+    delivery = deliver(
+        lake, sandbox, "custom_http", policy=RetryPolicy(budget_seconds=0.3, base_delay=0.01)
+    )
+    with pytest.raises(DeliveryIncomplete, match="budget"):
+        delivery.run()
+    counts = delivery.counts()
+    assert (
+        counts["delivered"] == 0
+        and counts["pending"] == counts["selected"] > 0
+        and reconciles(counts)
+    )

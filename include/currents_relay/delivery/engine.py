@@ -18,12 +18,13 @@ Counts reconcile: `considered == selected + sum(skipped)` and
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import logging
 import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -168,6 +169,7 @@ class Delivery:
         self.dry_run = dry_run
         self.replay = replay
         self.sleep = sleep
+        self.gzip = bool(partner.options.get("gzip"))
         self.ledger = Ledger(self.lake, partner.name, hour)
         self.stats = DeliveryStats()
         self.considered = 0
@@ -277,6 +279,12 @@ class Delivery:
         bid = batch_id(e.key for e in batch)
         body = self.partner.body([e.encoded for e in batch])
         request = self.partner.request(body, bid)
+        if self.gzip:  # limits are checked on the uncompressed body, so they hold either way
+            request = replace(
+                request,
+                body=gzip.compress(request.body, compresslevel=1),
+                headers=request.headers | {"Content-Encoding": "gzip"},
+            )
         attempt = 0
         while True:
             self.stats.requests += 1
