@@ -16,6 +16,8 @@ PARTNERS = {
     "rudderstack": "currents_relay.partners.rudderstack:RudderStack",
     "zeotap": "currents_relay.partners.zeotap:Zeotap",
     "custom_http": "currents_relay.partners.custom_http:CustomHttp",
+    "segment": "currents_relay.partners.segment:Segment",
+    "mparticle": "currents_relay.partners.mparticle:MParticle",
 }
 
 

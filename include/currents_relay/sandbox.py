@@ -244,8 +244,123 @@ class ZeotapSim(CustomHttpSim):
     name = "zeotap"
 
 
+class SegmentSim(PartnerSim):
+    """Tracking API `/v1/batch`: Basic `writeKey:`; 500 KB, 32 KB an event; >2,500 events: 200 but dropped."""
+
+    name = "segment"
+    max_bytes = 500_000
+    max_event_bytes = 32_000
+    max_events = 2_500
+
+    def check(self, method, path, query, headers, body):
+        if method != "POST" or path != "/v1/batch":
+            raise Refused(404, "not found")
+        auth = headers.get("Authorization", "")
+        key = (
+            base64.b64decode(auth[6:]).decode().split(":", 1)[0]
+            if auth.startswith("Basic ")
+            else None
+        )
+        if not self.key_ok(key):
+            raise Refused(401, "Invalid write key")
+        if len(body) > self.max_bytes:
+            raise Refused(400, "Request too large")
+        try:
+            batch = json.loads(body)["batch"]
+        except (ValueError, KeyError, TypeError):
+            raise Refused(400, "Invalid JSON") from None
+        for message in batch:
+            if len(json.dumps(message)) > self.max_event_bytes:
+                raise Refused(400, "Message too large")
+            required = (
+                message.get("type") == "track" and message.get("event") and message.get("messageId")
+            )
+            if not required or not (message.get("userId") or message.get("anonymousId")):
+                raise Refused(400, "Invalid track call")
+        ids = [m["messageId"] for m in batch]
+        if len(batch) > self.max_events:  # Segment's quirk: 200 OK, batch silently rejected
+            with self.lock:
+                self.discarded += len(ids)
+            return []
+        self.check_poison(ids)
+        return ids
+
+
+class MParticleSim(PartnerSim):
+    """Events API `/v2/bulkevents`: Basic key:secret per feed; <=100 batches, 128 KB each, 256 KB; 202."""
+
+    name = "mparticle"
+    max_bytes = 256_000
+    success = (202, b"")
+    EVENT_TYPES = frozenset(
+        (
+            "navigation",
+            "location",
+            "search",
+            "transaction",
+            "user_content",
+            "user_preference",
+            "social",
+            "media",
+            "attribution",
+            "other",
+        )
+    )
+
+    def __init__(self, secret: str | None = None, record: Path | None = None) -> None:
+        super().__init__(secret, record)
+        self.feeds = {"unbound": ("sandbox-mparticle-key", self.secret)}
+        self.by_feed: Counter[str] = Counter()
+
+    def check(self, method, path, query, headers, body):
+        if method != "POST" or path != "/v2/bulkevents":
+            raise Refused(404, "not found")
+        auth = headers.get("Authorization", "")
+        if not auth.startswith("Basic "):
+            raise Refused(401, "missing credentials")
+        pair = tuple(base64.b64decode(auth[6:]).decode().split(":", 1))
+        feed = next((f for f, creds in self.feeds.items() if creds == pair), None)
+        if feed is None or not self.credentials_valid:
+            raise Refused(403, "invalid credentials")
+        if len(body) > self.max_bytes:
+            raise Refused(413, "request too large")
+        try:
+            batches = json.loads(body)
+        except ValueError:
+            raise Refused(400, "invalid JSON") from None
+        if not isinstance(batches, list) or len(batches) > 100:
+            raise Refused(400, "at most 100 batches a request")
+        ids = []
+        for batch in batches:
+            if len(json.dumps(batch)) > 128_000:
+                raise Refused(413, "batch too large")
+            if batch.get("environment") not in ("production", "development"):
+                raise Refused(400, "environment is required")
+            for event in batch.get("events", []):
+                data = event.get("data", {})
+                attributes = data.get("custom_attributes", {})
+                valid = (
+                    event.get("event_type") == "custom_event"
+                    and data.get("event_name")
+                    and data.get("custom_event_type") in self.EVENT_TYPES
+                    and len(attributes) <= 100
+                    and all(len(str(v)) <= 4096 for v in attributes.values())
+                )
+                if not valid:
+                    raise Refused(400, "invalid custom_event")
+                ids.append(data["source_message_id"])
+        self.check_poison(ids)
+        with self.lock:
+            self.by_feed[feed] += len(ids)
+        return ids
+
+    def stats(self) -> dict[str, Any]:
+        return super().stats() | {"by_feed": dict(self.by_feed)}
+
+
 SIMS: dict[str, type[PartnerSim]] = {
-    cls.name: cls for cls in (TreasureDataSim, RudderStackSim, ZeotapSim, CustomHttpSim)
+    cls.name: cls
+    for cls in (TreasureDataSim, RudderStackSim, ZeotapSim, CustomHttpSim, SegmentSim, MParticleSim)
 }
 
 

@@ -9,14 +9,16 @@ import pytest
 from currents_relay.destinations import enabled_destinations
 from currents_relay.sandbox import Sandbox
 from tests.conftest import HOUR, ROOT
-from tests.delivery.conftest import EXTRA
+from tests.delivery.conftest import EXTRA, LOGIN
 
 pytestmark = pytest.mark.airflow
 NAMES = [d.name for d in enabled_destinations()]
 
 
-def connection_json(url: str, secret: str, extra: dict) -> str:
-    return json.dumps({"conn_type": "http", "host": url, "password": secret, "extra": extra})
+def connection_json(url: str, secret: str, extra: dict, login: str | None = None) -> str:
+    return json.dumps(
+        {"conn_type": "http", "host": url, "login": login, "password": secret, "extra": extra}
+    )
 
 
 @pytest.fixture()
@@ -31,7 +33,9 @@ def hourly(airflow_db, monkeypatch, generated_hour, tmp_path):
         for name, url in sandbox.urls().items():
             monkeypatch.setenv(
                 f"AIRFLOW_CONN_CURRENTS_{name.upper()}",
-                connection_json(url, sandbox.sims[name].secret, EXTRA.get(name, {})),
+                connection_json(
+                    url, sandbox.sims[name].secret, EXTRA.get(name, {}), LOGIN.get(name)
+                ),
             )
         dag = DagBag(dag_folder=str(ROOT / "dags")).dags["currents_hourly"]
         yield dag, lake, summary, sandbox

@@ -12,8 +12,10 @@ from currents_relay.ingest import process_hour
 from currents_relay.sandbox import Sandbox
 from tests.conftest import HOUR
 
-PARTNERS = ["treasure_data", "rudderstack", "zeotap", "custom_http"]
+PARTNERS = ["treasure_data", "rudderstack", "zeotap", "custom_http", "segment", "mparticle"]
+HTTP_SHAPE = ["treasure_data", "rudderstack", "zeotap", "custom_http"]  # Braze's own event shape
 EXTRA = {"treasure_data": {"database": "currents", "table": "events"}}
+LOGIN = {"mparticle": "sandbox-mparticle-key"}
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +44,7 @@ def endpoint(sandbox: Sandbox, name: str, secret: str | None = None) -> Endpoint
     sim = sandbox.sims[name]
     return Endpoint(
         sandbox.urls()[name],
+        login=LOGIN.get(name),
         password=secret if secret is not None else sim.secret,
         extra=EXTRA.get(name, {}),
     )

@@ -132,7 +132,7 @@ def test_airflow_settings_load_pools_connections_and_variables(airflow_db, tmp_p
         cwd=tmp_path,
     )
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
-    assert loaded == {"connections": 4, "pools": 4, "variables": 2}
+    assert loaded == {"connections": 6, "pools": 6, "variables": 2}
     listing = subprocess.run(
         [
             str(ROOT / ".venv" / "bin" / "airflow") if (ROOT / ".venv").exists() else "airflow",
@@ -148,7 +148,8 @@ def test_airflow_settings_load_pools_connections_and_variables(airflow_db, tmp_p
     )
     pools = {p["pool"] for p in json.loads(listing.stdout[listing.stdout.index("[") :])}
     assert {
-        f"currents_{n}" for n in ("treasure_data", "rudderstack", "zeotap", "custom_http")
+        f"currents_{n}"
+        for n in ("treasure_data", "rudderstack", "zeotap", "custom_http", "segment", "mparticle")
     } <= pools
 
 

@@ -1,7 +1,7 @@
 """The delivery engine: one destination, one hour, exactly-once in effect.
 
-1. Select: the destination's event types; events without the identity field
-   (`external_user_id`) are skipped as `anonymous`.
+1. Select: the destination's event types; events without an identity field
+   (`external_user_id` by default) are skipped as `anonymous`; apply the PII policy.
 2. Remove what the ledger says the partner already acknowledged (and, unless replaying, what
    it refused for good), so no retry, re-run, late file or split ever re-sends an
    acknowledged event, whatever the batch boundaries become.
@@ -36,6 +36,7 @@ import requests
 
 from currents_relay.delivery.ledger import Key, Ledger, batch_id, event_key
 from currents_relay.delivery.partner import Outcome, Partner, dumps
+from currents_relay.delivery.pii import PiiPolicy
 from currents_relay.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ class Selection:
 
     include: tuple[str, ...] | None = None  # event type globs; None: the partner's default
     exclude: tuple[str, ...] = ()
-    identity: str | None = "external_user_id"  # rows without it are skipped as anonymous
+    # A row needs one of these fields, else it is skipped as `anonymous` (empty: send all).
+    identities: tuple[str, ...] = ("external_user_id",)
 
     def accepts(self, event_type: str, default: tuple[str, ...] | None) -> bool:
         patterns = self.include if self.include is not None else default
@@ -57,10 +59,12 @@ class Selection:
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Selection:
         include = options.get("include")
+        identity = options.get("identity", "external_user_id")
+        identities = (identity,) if isinstance(identity, str) else tuple(identity or ())
         return cls(
             include=tuple(include) if include is not None else None,
             exclude=tuple(options.get("exclude", ())),
-            identity=options.get("identity", "external_user_id") or None,
+            identities=tuple(i for i in identities if i),
         )
 
 
@@ -91,6 +95,7 @@ class _Event:
     event_type: str
     id: str
     encoded: bytes
+    route: str = ""  # requests never mix routes (mParticle: one feed's credentials a request)
 
 
 @dataclass
@@ -170,6 +175,7 @@ class Delivery:
         self.replay = replay
         self.sleep = sleep
         self.gzip = bool(partner.options.get("gzip"))
+        self.pii = PiiPolicy.from_options(partner.options)
         self.ledger = Ledger(self.lake, partner.name, hour)
         self.stats = DeliveryStats()
         self.considered = 0
@@ -200,17 +206,13 @@ class Delivery:
         if not self.selection.accepts(event_type, self.partner.default_event_types):
             self.skipped["event_type"] += table.num_rows
             return []
-        identity = self.selection.identity
-        if identity:
-            known = (
-                table[identity]
-                if identity in table.column_names
-                else pa.nulls(table.num_rows, pa.string())
-            )
-            has_identity = pc.fill_null(pc.not_equal(known.cast(pa.string()), ""), False)
-            self.skipped["anonymous"] += (
-                table.num_rows - pc.sum(has_identity).as_py() if table.num_rows else 0
-            )
+        if self.selection.identities and table.num_rows:
+            has_identity = pa.array([False] * table.num_rows)
+            for identity in self.selection.identities:
+                if identity in table.column_names:
+                    present = pc.not_equal(table[identity].cast(pa.string()), "")
+                    has_identity = pc.or_(has_identity, pc.fill_null(present, False))
+            self.skipped["anonymous"] += table.num_rows - pc.sum(has_identity).as_py()
             table = table.filter(has_identity)
         table = table.sort_by([("time", "ascending"), ("id", "ascending")])
         # Columns that are null throughout would only be dropped again by the wire mapping.
@@ -223,28 +225,40 @@ class Delivery:
             self.selected.add(key)
             if key in self.ledger.acknowledged or (key in self.ledger.dead and not self.replay):
                 continue
-            events.append(_Event(key, event_type, row["id"], dumps(self.partner.wire_event(row))))
+            row = self.pii.apply(row)
+            events.append(
+                _Event(
+                    key,
+                    event_type,
+                    row["id"],
+                    dumps(self.partner.wire_event(row)),
+                    self.partner.route(row),
+                )
+            )
         return events
 
     # -- batching ------------------------------------------------------------------------------
     def _batches(self, events: list[_Event]) -> list[list[_Event]]:
-        limit = self.partner.max_bytes - self.partner.overhead
-        event_limit = min(limit, self.partner.max_event_bytes or limit)
+        """Cut events (in order) into requests within the partner's limits; never mix routes."""
+        partner = self.partner
+        limit = partner.max_bytes - partner.overhead
+        event_limit = min(limit - partner.event_overhead, partner.max_event_bytes or limit)
         batches: list[list[_Event]] = []
-        current: list[_Event] = []
-        size = 0
+        open_batches: dict[str, tuple[list[_Event], int]] = {}
         for event in events:
-            n = len(event.encoded)
-            if n > event_limit:
-                self._dead_letter([event], 413, f"too_large: {n} bytes > {event_limit}")
+            n = len(event.encoded) + partner.event_overhead + 1
+            if len(event.encoded) > event_limit:
+                self._dead_letter(
+                    [event], 413, f"too_large: {len(event.encoded)} bytes > {event_limit}"
+                )
                 continue
-            if current and (len(current) >= self.partner.max_events or size + n + 1 > limit):
+            current, size = open_batches.get(event.route, ([], 0))
+            if current and (len(current) >= partner.max_events or size + n > limit):
                 batches.append(current)
                 current, size = [], 0
             current.append(event)
-            size += n + 1
-        if current:
-            batches.append(current)
+            open_batches[event.route] = (current, size + n)
+        batches += [current for current, _ in open_batches.values() if current]
         return batches
 
     # -- sending -------------------------------------------------------------------------------
@@ -277,8 +291,8 @@ class Delivery:
     def _send(self, batch: list[_Event]) -> None:
         name = self.partner.name
         bid = batch_id(e.key for e in batch)
-        body = self.partner.body([e.encoded for e in batch])
-        request = self.partner.request(body, bid)
+        body = self.partner.body([e.encoded for e in batch], bid)
+        request = self.partner.request(body, bid, batch[0].route)
         if self.gzip:  # limits are checked on the uncompressed body, so they hold either way
             request = replace(
                 request,
@@ -397,6 +411,7 @@ class Delivery:
             "bytes_sent": self.stats.bytes_sent,
             "statuses": dict(sorted(self.stats.statuses.items())),
             "acknowledgement": self.partner.acknowledgement,
+            "adjusted": dict(sorted(self.partner.adjustments.items())),
             "seconds": round(seconds, 3),
             "error": str(error) if error else None,
         }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import enum
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -78,9 +79,12 @@ class Partner:
     acknowledgement: ClassVar[str] = "synchronous"
     docs: ClassVar[str] = ""
 
+    event_overhead: ClassVar[int] = 0  # bytes the body adds around each event (beyond a comma)
+
     def __init__(self, endpoint: Endpoint, options: Mapping[str, Any] | None = None) -> None:
         self.endpoint = endpoint
         self.options = dict(options or {})
+        self.adjustments: Counter[str] = Counter()  # values the partner's limits made us change
         self.validate()
 
     # -- what subclasses may override ---------------------------------------------------------
@@ -93,11 +97,15 @@ class Partner:
         """A canonical row in the partner's event shape (default: Braze's HTTP event)."""
         return to_http(row)
 
-    def body(self, events: list[bytes]) -> bytes:
+    def route(self, row: Mapping[str, Any]) -> str:
+        """Which credentials/endpoint an event needs; one request never mixes routes."""
+        return ""
+
+    def body(self, events: list[bytes], batch_id: str = "") -> bytes:
         """The request body holding already-encoded events (default `{"events": [...]}`)."""
         return b'{"events":[' + b",".join(events) + b"]}"
 
-    def request(self, body: bytes, batch_id: str) -> Request:
+    def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
         raise NotImplementedError
 
     def classify(self, status: int) -> Outcome:

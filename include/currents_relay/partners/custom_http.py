@@ -27,7 +27,7 @@ class CustomHttp(Partner):
                 f"{self.name}: the connection needs the bearer token as its password"
             )
 
-    def request(self, body: bytes, batch_id: str) -> Request:
+    def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
         headers = {"Content-Type": "application/json", "Braze-Currents-Version": "1"}
         if self.endpoint.password:
             headers["Authorization"] = f"Bearer {self.endpoint.password}"

@@ -45,7 +45,7 @@ class TreasureData(Partner):
                     f"treasure_data: extra.{part} must be letters, digits or _ (got {value!r})"
                 )
 
-    def request(self, body: bytes, batch_id: str) -> Request:
+    def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
         extra = self.endpoint.extra
         url = f"{self.endpoint.url}/postback/v3/event/{extra['database']}/{extra['table']}"
         headers = {
