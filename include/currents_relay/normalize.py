@@ -119,6 +119,7 @@ def to_canonical(event: Any) -> tuple[Row, list[str]]:
     if raw_type is not None and not isinstance(raw_type, str):
         reasons.append("type_mismatch:event_type:string")
         raw_type = None
+    raw_type = raw_type or None  # an empty event type is a missing one
     event_type = lookup(raw_type or "")
     flat: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -128,7 +129,7 @@ def to_canonical(event: Any) -> tuple[Row, list[str]]:
                 _lift(key, name, inner, event_type, flat, extra, reasons)
         elif key in ("event_type", "id", "time"):
             flat[key] = value
-        else:
+        elif value is not None:  # nulls are absent, in `extra` as in columns
             extra[key] = value
     row, more = coerce_flat(flat, event_type, extra)
     row["event_type"] = raw_type
@@ -147,13 +148,13 @@ def _lift(
     if section == "user":
         if name in USER_FIELDS and name in event_type.fields:
             flat[name] = value
-        else:
+        elif value is not None:
             extra[f"user.{name}"] = value
     elif name == event_type.http_properties_key:
         flat["properties"] = dump_json(value, "properties", reasons)
     elif name in event_type.fields and name not in USER_FIELDS and name not in RESERVED:
         flat[name] = value
-    else:
+    elif value is not None:
         extra[f"properties.{name}"] = value
 
 
