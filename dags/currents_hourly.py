@@ -91,6 +91,12 @@ def _urls() -> tuple[str, str]:
             minimum=0,
             description="Minutes to wait after the hour ends (ignored when hour is set)",
         ),
+        "validation_engine": Param(
+            "arrow",
+            type="string",
+            enum=["arrow", "gx"],
+            description="Run the Great Expectations suites vectorised (arrow) or with GX itself (gx)",
+        ),
         "min_time": Param(
             None, type=["null", "integer"], description="Quarantine events before this UNIX time"
         ),
@@ -136,6 +142,7 @@ def currents_hourly():
             dry_run=bool(params.get("dry_run")),
             files=[LandedFile.from_dict(f) for f in collected["files"]],
             bounds=TimeBounds(params.get("min_time"), params.get("max_time")),
+            validation_engine=params.get("validation_engine") or "arrow",
         )
         if not report["dry_run"]:
             context["outlet_events"][LAKE].extra = {

@@ -1,20 +1,29 @@
-"""The Great Expectations suites: what they check, what they record, what they never keep."""
+"""The Great Expectations suites: what they check, what they record, and two engines that agree."""
 
 from __future__ import annotations
+
+import json
 
 import pyarrow as pa
 import pytest
 
 from currents_relay.catalogue import known_event_types, lookup
-from currents_relay.validation import STRUCTURAL_RULES, TimeBounds, Validator, checks_for
+from currents_relay.hours import parse_hour
+from currents_relay.ingest import HourIngest, IngestOptions
+from currents_relay.validation import (
+    STRUCTURAL_RULES,
+    GxValidator,
+    TimeBounds,
+    checks_for,
+    make_validator,
+)
+from tests.conftest import HOUR
+
+ENGINES = ["arrow", "gx"]
 
 
-@pytest.fixture(scope="module")
-def validator():
-    return Validator()
-
-
-def test_every_family_suite_checks_required_fields_and_documents_structural_rules(validator):
+def test_every_family_suite_checks_required_fields_and_documents_structural_rules():
+    validator = GxValidator()
     families = {lookup(t).family for t in known_event_types()}
     for family in families:
         suite = validator.suite(family)
@@ -36,30 +45,34 @@ def test_email_and_phone_families_check_formats():
     assert not any(c.rule == "time_out_of_bounds" for c in checks_for("behaviors"))
 
 
-def test_verdicts_and_positions(validator):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_verdicts_and_positions(engine):
+    validator = make_validator(engine)
     table = pa.table(
         {
-            "event_type": ["users.messages.email.Open"] * 5,
-            "id": ["a", "", None, "d", "e"],
-            "time": pa.array([1, 2, 3, None, 5], pa.int64()),
-            "email_address": ["a@b.co", "a@b.co", None, "x@y.org", "not an email"],
+            "event_type": ["users.messages.email.Open"] * 6,
+            "id": ["a", "", None, "d", "e", "f"],
+            "time": pa.array([1, 2, 3, None, 5, 6], pa.int64()),
+            "email_address": ["a@b.co", "a@b.co", None, "x@y.org", "not an email", "two@@x.io"],
         }
     )
-    positions = [(0, i) for i in range(5)]
+    positions = [(0, i) for i in range(6)]
     failures = validator.validate("messages.email", table, positions)
     assert failures == {
         1: ["empty:id"],
         2: ["missing:id"],
         3: ["missing:time"],
         4: ["malformed_email:email_address"],
+        5: ["malformed_email:email_address"],
     }
     summary = validator.summary()
     rules = {r["rule"] + ":" + r["column"]: r for r in summary["suites"]["currents.messages.email"]}
-    assert rules["malformed_email:email_address"]["positions"] == [[0, 4]]
+    assert rules["malformed_email:email_address"]["positions"] == [[0, 4], [0, 5]]
     assert "not an email" not in repr(summary)
 
 
-def test_time_bounds_are_off_by_default_and_apply_when_set():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_time_bounds_are_off_by_default_and_apply_when_set(engine):
     table = pa.table(
         {
             "event_type": ["t", "t"],
@@ -67,8 +80,27 @@ def test_time_bounds_are_off_by_default_and_apply_when_set():
             "time": pa.array([1_000, 2_000_000_000], pa.int64()),
         }
     )
-    assert Validator().validate("behaviors", table, [(0, 0), (0, 1)]) == {}
-    bounded = Validator(TimeBounds(min_time=1_500_000_000))
+    assert make_validator(engine).validate("behaviors", table, [(0, 0), (0, 1)]) == {}
+    bounded = make_validator(engine, TimeBounds(min_time=1_500_000_000))
     assert bounded.validate("behaviors", table, [(0, 0), (0, 1)]) == {
         0: ["time_out_of_bounds:time"]
     }
+
+
+def test_arrow_and_gx_engines_give_the_same_verdicts_on_a_whole_hour(generated_hour, tmp_path):
+    landing, _ = generated_hour
+    bounds = TimeBounds(min_time=1_793_527_200 + 1800)  # half the generated hour is "too early"
+    runs = {}
+    for engine in ENGINES:
+        options = IngestOptions(validation_engine=engine, bounds=bounds)
+        report = HourIngest(str(landing), str(tmp_path / engine), parse_hour(HOUR), options).run()
+        validation = json.loads(
+            (tmp_path / engine / "validation" / f"hour={HOUR}.json").read_text()
+        )
+        runs[engine] = (report, validation)
+    (arrow_report, arrow_results), (gx_report, gx_results) = runs["arrow"], runs["gx"]
+    assert arrow_report["events"] == gx_report["events"]
+    assert arrow_report["events"]["quarantined"] > 1000
+    assert arrow_report["quarantine_reasons"] == gx_report["quarantine_reasons"]
+    assert arrow_results["suites"] == gx_results["suites"]
+    assert (arrow_results["engine"], gx_results["engine"]) == ("arrow", "great_expectations")

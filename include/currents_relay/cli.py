@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     process.add_argument("--min-time", type=int, help="quarantine events before this UNIX time")
     process.add_argument("--max-time", type=int, help="quarantine events after this UNIX time")
+    process.add_argument(
+        "--validation-engine",
+        choices=("arrow", "gx"),
+        default="arrow",
+        help="run the suites vectorised (arrow) or with Great Expectations (gx)",
+    )
 
     generate = commands.add_parser("generate", help="write a realistic demo hour of exports")
     generate.add_argument("--landing", required=True)
@@ -130,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.hour,
                 dry_run=args.dry_run,
                 bounds=TimeBounds(args.min_time, args.max_time),
+                validation_engine=args.validation_engine,
             )
             if not args.dry_run:
                 write_report(args.lake, report)

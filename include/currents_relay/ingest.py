@@ -32,7 +32,7 @@ from currents_relay.normalize import (
     to_http,
     to_record,
 )
-from currents_relay.validation import TimeBounds, Validator
+from currents_relay.validation import TimeBounds, make_validator
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 class IngestOptions:
     dry_run: bool = False  # validate and report, write nothing
     vectorised: bool = True  # map clean HTTP batches with Arrow (tests compare with the row path)
+    validation_engine: str = "arrow"  # or "gx": run the suites with Great Expectations itself
     flush_rows: int = 100_000  # rows buffered across event types before validating and writing
     bounds: TimeBounds = field(default_factory=TimeBounds)
 
@@ -120,7 +121,7 @@ class HourIngest:
         self.hour = hour
         self.hour_key = hour_key(hour)
         self.options = options
-        self.validator = Validator(options.bounds)
+        self.validator = make_validator(options.validation_engine, options.bounds)
         self.writer: HourWriter | None = (
             None if options.dry_run else HourWriter(self.lake, self.hour_key)
         )
@@ -525,9 +526,12 @@ def process_hour(
     dry_run: bool = False,
     files: list[LandedFile] | None = None,
     bounds: TimeBounds | None = None,
+    validation_engine: str = "arrow",
 ) -> dict[str, Any]:
     """Ingest one hour and return its report (the function the CLI and the DAG call)."""
-    options = IngestOptions(dry_run=dry_run, bounds=bounds or TimeBounds())
+    options = IngestOptions(
+        dry_run=dry_run, bounds=bounds or TimeBounds(), validation_engine=validation_engine
+    )
     return HourIngest(landing_url, lake_url, hour, options).run(files)
 
 

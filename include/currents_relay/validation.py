@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from currents_relay.catalogue import family_of, known_event_types, lookup
 
@@ -122,16 +124,128 @@ class ExpectationResult:
     positions: list[tuple[int, int]] = field(default_factory=list)  # (file index, offset)
 
 
+def expectation_type(class_name: str) -> str:
+    """`ExpectColumnValuesToNotBeNull` -> `expect_column_values_to_not_be_null` (GE's type names)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower()
+
+
 class Validator:
-    """Runs the family suites with Great Expectations on narrow pandas frames."""
+    """Runs the family suites and records their results; engines differ only in `_unexpected`."""
+
+    engine = "none"
 
     def __init__(self, bounds: TimeBounds = TimeBounds()) -> None:
         self.bounds = bounds
+        self.results: dict[str, dict[str, ExpectationResult]] = {}
+
+    def validate(
+        self, family: str, table: pa.Table, positions: list[tuple[int, int]]
+    ) -> dict[int, list[str]]:
+        """Validate rows of one family; returns row index -> failing rule reasons (suite order)."""
+        checks = checks_for(family, self.bounds)
+        columns = checked_columns(checks)
+        narrow = pa.table(
+            {
+                col: table[col] if col in table.column_names else pa.nulls(table.num_rows)
+                for col in columns
+            }
+        )
+        unexpected = self._unexpected(family, checks, narrow)
+        failures: dict[int, list[str]] = {}
+        family_results = self.results.setdefault(family, {})
+        for check in checks:
+            record = family_results.setdefault(
+                check.reason,
+                ExpectationResult(check.rule, check.column, expectation_type(check.expectation)),
+            )
+            indexes = sorted(unexpected.get(check.reason, ()))
+            record.element_count += table.num_rows
+            record.unexpected_count += len(indexes)
+            for index in indexes:
+                failures.setdefault(index, []).append(check.reason)
+                record.positions.append(positions[index])
+        return failures
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and positions per family and rule: what `validation/hour=<h>.json` holds."""
+        from importlib.metadata import version
+
+        return {
+            "engine": self.engine,
+            "suites_defined_with": f"great_expectations {version('great-expectations')}",
+            "time_bounds": {"min_time": self.bounds.min_time, "max_time": self.bounds.max_time},
+            "structural_rules": STRUCTURAL_RULES,
+            "suites": {
+                f"currents.{family}": [
+                    {
+                        "rule": r.rule,
+                        "column": r.column,
+                        "expectation": r.expectation,
+                        "element_count": r.element_count,
+                        "unexpected_count": r.unexpected_count,
+                        "positions": [list(p) for p in r.positions],
+                    }
+                    for r in results.values()
+                ]
+                for family, results in sorted(self.results.items())
+            },
+        }
+
+    def _unexpected(
+        self, family: str, checks: list[Check], table: pa.Table
+    ) -> dict[str, list[int]]:
+        raise NotImplementedError
+
+
+class ArrowValidator(Validator):
+    """Evaluates the same expectations, vectorised with pyarrow.compute (one pass per check).
+
+    Semantics follow Great Expectations' column-map expectations: nulls fail only
+    `not_be_null` and are ignored by the others; regexes are searched (`^...$` anchored).
+    """
+
+    engine = "arrow"
+
+    def _unexpected(
+        self, family: str, checks: list[Check], table: pa.Table
+    ) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for check in checks:
+            column = table[check.column]
+            kwargs = dict(check.kwargs)
+            if check.expectation == "ExpectColumnValuesToNotBeNull":
+                bad = pc.is_null(column)
+            elif check.expectation == "ExpectColumnValueLengthsToBeBetween":
+                bad = _outside(pc.utf8_length(column.cast(pa.string())), kwargs)
+            elif check.expectation == "ExpectColumnValuesToMatchRegex":
+                bad = pc.invert(pc.match_substring_regex(column.cast(pa.string()), kwargs["regex"]))
+            elif check.expectation == "ExpectColumnValuesToBeBetween":
+                bad = _outside(column, kwargs)
+            else:
+                raise ValueError(f"no vectorised evaluation for {check.expectation}")
+            out[check.reason] = pc.indices_nonzero(pc.fill_null(bad, False)).to_pylist()
+        return out
+
+
+def _outside(values: pa.ChunkedArray | pa.Array, kwargs: dict[str, Any]) -> pa.Array:
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    bad = pc.less(values, low) if low is not None else pa.nulls(len(values), pa.bool_())
+    if high is not None:
+        bad = pc.or_kleene(bad, pc.greater(values, high))
+    return bad
+
+
+class GxValidator(Validator):
+    """Runs the suites with Great Expectations itself (ephemeral context, pandas)."""
+
+    engine = "great_expectations"
+
+    def __init__(self, bounds: TimeBounds = TimeBounds()) -> None:
+        super().__init__(bounds)
         self._gx: Any = None
         self._context: Any = None
         self._batch_definition: Any = None
         self._suites: dict[str, Any] = {}
-        self.results: dict[str, dict[str, ExpectationResult]] = {}
 
     def _setup(self) -> None:
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -165,20 +279,13 @@ class Validator:
             self._suites[family] = self._context.suites.add(suite)
         return self._suites[family]
 
-    def validate(
-        self, family: str, table: pa.Table, positions: list[tuple[int, int]]
-    ) -> dict[int, list[str]]:
-        """Validate rows of one family; returns row index -> failing rule reasons."""
-        checks = checks_for(family, self.bounds)
-        columns = checked_columns(checks)
-        frame = pa.table(
-            {
-                col: table[col] if col in table.column_names else pa.nulls(table.num_rows)
-                for col in columns
-            }
-        ).to_pandas()
+    def _unexpected(
+        self, family: str, checks: list[Check], table: pa.Table
+    ) -> dict[str, list[int]]:
         suite = self.suite(family)
-        result = self._batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(
+        result = self._batch_definition.get_batch(
+            batch_parameters={"dataframe": table.to_pandas()}
+        ).validate(
             suite,
             result_format={
                 "result_format": "COMPLETE",
@@ -186,43 +293,19 @@ class Validator:
                 "partial_unexpected_count": 0,
             },
         )
-        failures: dict[int, list[str]] = {}
-        by_reason = {check.reason: check for check in checks}
-        family_results = self.results.setdefault(family, {})
+        out: dict[str, list[int]] = {}
         for item in result.results:
             config = item.expectation_config
-            check = by_reason[f"{config.meta['rule']}:{config.kwargs['column']}"]
-            record = family_results.setdefault(
-                check.reason, ExpectationResult(check.rule, check.column, config.type)
-            )
-            record.element_count += table.num_rows
-            indexes = item.result.get("unexpected_index_list") or []
-            record.unexpected_count += len(indexes)
-            for index in indexes:
-                failures.setdefault(int(index), []).append(check.reason)
-                record.positions.append(positions[int(index)])
-        return failures
+            reason = f"{config.meta['rule']}:{config.kwargs['column']}"
+            out[reason] = [int(i) for i in item.result.get("unexpected_index_list") or []]
+        return out
 
-    def summary(self) -> dict[str, Any]:
-        """Counts and positions per family and rule: what `validation/hour=<h>.json` holds."""
-        from importlib.metadata import version
 
-        return {
-            "engine": f"great_expectations {version('great-expectations')}",
-            "time_bounds": {"min_time": self.bounds.min_time, "max_time": self.bounds.max_time},
-            "structural_rules": STRUCTURAL_RULES,
-            "suites": {
-                f"currents.{family}": [
-                    {
-                        "rule": r.rule,
-                        "column": r.column,
-                        "expectation": r.expectation,
-                        "element_count": r.element_count,
-                        "unexpected_count": r.unexpected_count,
-                        "positions": [list(p) for p in r.positions],
-                    }
-                    for r in results.values()
-                ]
-                for family, results in sorted(self.results.items())
-            },
-        }
+ENGINES: dict[str, type[Validator]] = {"arrow": ArrowValidator, "gx": GxValidator}
+
+
+def make_validator(engine: str = "arrow", bounds: TimeBounds = TimeBounds()) -> Validator:
+    """The validator for `engine`: `arrow` (vectorised, default) or `gx` (Great Expectations)."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown validation engine {engine!r}; use one of {sorted(ENGINES)}")
+    return ENGINES[engine](bounds)
