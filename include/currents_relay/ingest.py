@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import orjson
+import polars as pl
 import pyarrow as pa
 
 from currents_relay import catalogue
 from currents_relay.http_batch import http_tables
+from currents_relay.keyset import KeySet, first_new, keys_of
 from currents_relay.lake import HourWriter, Lake
 from currents_relay.landing import LandedFile, hour_key, list_hour, read_bytes
 from currents_relay.normalize import (
@@ -65,11 +68,6 @@ def _text(value: Any) -> str | None:
     except UnicodeEncodeError:
         return None
     return value
-
-
-def dedup_key(event_type: str, event_id: str) -> bytes:
-    """The 16-byte key of an event: (event_type, id), hashed."""
-    return hashlib.blake2b(f"{event_type}\x1f{event_id}".encode(), digest_size=16).digest()
 
 
 @dataclass
@@ -129,7 +127,7 @@ class HourIngest:
         self._buffered = 0
         self._http_pending: list[tuple[LandedFile, list[Any]]] = []
         self._http_pending_events = 0
-        self._seen: set[bytes] = set()
+        self._seen: dict[str, KeySet] = {}  # event type -> keys written this hour
         self._file_index: dict[str, int] = {}
         self._file_format: dict[str, str] = {}
         self.files: list[dict[str, Any]] = []
@@ -453,20 +451,16 @@ class HourIngest:
                     for i, row in zip(sorted(failed), rows, strict=True)
                 ]
             )
-        keep = []
-        ids = table["id"].to_pylist()
-        for i, event_id in enumerate(ids):
-            if i in failed:
-                keep.append(False)
-                continue
-            key = dedup_key(event_type, event_id)
-            if key in self._seen:
-                self.counts["duplicates"] += 1
-                keep.append(False)
-            else:
-                self._seen.add(key)
-                keep.append(True)
-        table = table.filter(pa.array(keep, pa.bool_())) if not all(keep) else table
+        valid = np.ones(table.num_rows, dtype=bool)
+        valid[list(failed)] = False
+        keys = keys_of(table["id"])
+        seen = self._seen.setdefault(event_type, KeySet())
+        # Only valid rows compete: the first *valid* copy in file order is the one kept.
+        keep = np.zeros(table.num_rows, dtype=bool)
+        keep[valid] = first_new(keys.filter(pl.Series(valid)) if failed else keys, seen)
+        seen.add(keys.filter(pl.Series(keep)))
+        self.counts["duplicates"] += int(valid.sum() - keep.sum())
+        table = table.filter(pa.array(keep)) if not keep.all() else table
         self.counts["written"] += table.num_rows
         if table.num_rows:
             self.by_event_type[event_type] += table.num_rows
