@@ -23,7 +23,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -37,9 +37,11 @@ import requests
 from currents_relay.delivery.ledger import Key, Ledger, batch_id, event_key
 from currents_relay.delivery.partner import Outcome, Partner, dumps
 from currents_relay.delivery.pii import PiiPolicy
+from currents_relay.keyset import keys_of
 from currents_relay.lake import Lake
 
 log = logging.getLogger(__name__)
+ENCODE_CHUNK_ROWS = 5_000  # rows turned into Python objects at a time
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,11 @@ class Delivery:
         self.stats = DeliveryStats()
         self.considered = 0
         self.skipped: Counter[str] = Counter()
-        self.selected: set[Key] = set()
+        self.selected = 0
+        self.delivered_before = 0  # acknowledged by earlier runs
+        self.dead_before = 0  # refused for good by earlier runs (and not replayed now)
+        self.delivered_now = 0
+        self.dead_now = 0
         self.planned_batches = 0
         self._deadline = 0.0
 
@@ -194,7 +200,11 @@ class Delivery:
             out.append((event_type, sorted(fs.glob(f"{folder}/*.parquet"))))
         return out
 
-    def _pending_events(self, event_type: str, files: list[str]) -> list[_Event]:
+    def _select(self, event_type: str, files: list[str], encode: bool = True) -> Iterator[_Event]:
+        """Count the type's events, then yield the ones to send, encoded, in (time, id) order.
+
+        Rows are turned into Python objects a chunk at a time, so memory stays flat.
+        """
         tables = []
         for path in files:
             with self.lake.fs.open(path, "rb") as handle:
@@ -205,7 +215,7 @@ class Delivery:
         self.considered += table.num_rows
         if not self.selection.accepts(event_type, self.partner.default_event_types):
             self.skipped["event_type"] += table.num_rows
-            return []
+            return
         if self.selection.identities and table.num_rows:
             has_identity = pa.array([False] * table.num_rows)
             for identity in self.selection.identities:
@@ -214,36 +224,39 @@ class Delivery:
                     has_identity = pc.or_(has_identity, pc.fill_null(present, False))
             self.skipped["anonymous"] += table.num_rows - pc.sum(has_identity).as_py()
             table = table.filter(has_identity)
-        table = table.sort_by([("time", "ascending"), ("id", "ascending")])
+        self.selected += table.num_rows
+        keys = keys_of(table["id"])
+        acknowledged = self.ledger.acknowledged_mask(event_type, keys)
+        dead = self.ledger.dead_mask(event_type, keys) & ~acknowledged
+        self.delivered_before += int(acknowledged.sum())
+        todo = ~acknowledged
+        if not self.replay:
+            self.dead_before += int(dead.sum())
+            todo &= ~dead
+        if not encode or not todo.any():
+            return
+        table = table.filter(pa.array(todo)).sort_by([("time", "ascending"), ("id", "ascending")])
         # Columns that are null throughout would only be dropped again by the wire mapping.
         table = table.select(
             [c for c in table.column_names if table[c].null_count < table.num_rows]
         )
-        events = []
-        for row in table.to_pylist():
-            key = event_key(event_type, row["id"])
-            self.selected.add(key)
-            if key in self.ledger.acknowledged or (key in self.ledger.dead and not self.replay):
-                continue
-            row = self.pii.apply(row)
-            events.append(
-                _Event(
-                    key,
+        for chunk in table.to_batches(max_chunksize=ENCODE_CHUNK_ROWS):
+            for row in chunk.to_pylist():
+                row = self.pii.apply(row)
+                yield _Event(
+                    event_key(event_type, row["id"]),
                     event_type,
                     row["id"],
                     dumps(self.partner.wire_event(row)),
                     self.partner.route(row),
                 )
-            )
-        return events
 
     # -- batching ------------------------------------------------------------------------------
-    def _batches(self, events: list[_Event]) -> list[list[_Event]]:
+    def _batches(self, events: Iterable[_Event]) -> Iterator[list[_Event]]:
         """Cut events (in order) into requests within the partner's limits; never mix routes."""
         partner = self.partner
         limit = partner.max_bytes - partner.overhead
         event_limit = min(limit - partner.event_overhead, partner.max_event_bytes or limit)
-        batches: list[list[_Event]] = []
         open_batches: dict[str, tuple[list[_Event], int]] = {}
         for event in events:
             n = len(event.encoded) + partner.event_overhead + 1
@@ -254,12 +267,13 @@ class Delivery:
                 continue
             current, size = open_batches.get(event.route, ([], 0))
             if current and (len(current) >= partner.max_events or size + n > limit):
-                batches.append(current)
+                yield current
                 current, size = [], 0
             current.append(event)
             open_batches[event.route] = (current, size + n)
-        batches += [current for current, _ in open_batches.values() if current]
-        return batches
+        for current, _ in open_batches.values():
+            if current:
+                yield current
 
     # -- sending -------------------------------------------------------------------------------
     def _dead_letter(self, events: list[_Event], status: int, reason: str) -> None:
@@ -267,6 +281,7 @@ class Delivery:
             return
         payloads = [(e.event_type, e.id, e.encoded.decode()) for e in events]
         self.ledger.dead_letter(payloads, batch_id(e.key for e in events), status, reason)
+        self.dead_now += len(events)
         log.warning(
             "%s: dead-lettered %d event(s): HTTP %s %s",
             self.partner.name,
@@ -329,6 +344,7 @@ class Delivery:
             )
             if outcome is Outcome.DONE:
                 self.ledger.acknowledge([(e.event_type, e.id) for e in batch], bid, status)
+                self.delivered_now += len(batch)
                 self.stats.bytes_sent += len(body)
                 self.stats.sent_events += len(batch)
                 return
@@ -371,16 +387,15 @@ class Delivery:
     def _run(self, started: float) -> dict[str, Any]:
         error: DeliveryError | None = None
         for event_type, files in self._event_types():
-            events = self._pending_events(event_type, files)
             if error is not None:
-                continue  # keep counting, so the report shows every pending event
-            batches = self._batches(events)
-            self.planned_batches += len(batches)
-            if self.dry_run:
+                for _ in self._select(event_type, files, encode=False):
+                    pass  # keep counting, so the report shows every pending event
                 continue
             try:
-                for batch in batches:
-                    self._send(batch)
+                for batch in self._batches(self._select(event_type, files)):
+                    self.planned_batches += 1
+                    if not self.dry_run:
+                        self._send(batch)
             except DeliveryError as stop:
                 error = stop
         report = self.counts(time.monotonic() - started, error)
@@ -391,19 +406,19 @@ class Delivery:
         return report
 
     def counts(self, seconds: float = 0.0, error: Exception | None = None) -> dict[str, Any]:
-        delivered = len(self.selected & self.ledger.acknowledged)
-        dead = len((self.selected & self.ledger.dead) - self.ledger.acknowledged)
+        delivered = self.delivered_before + self.delivered_now
+        dead = self.dead_before + self.dead_now
         return {
             "destination": self.partner.name,
             "hour": self.hour,
             "dry_run": self.dry_run,
             "replay": self.replay,
             "considered": self.considered,
-            "selected": len(self.selected),
+            "selected": self.selected,
             "skipped": dict(sorted(self.skipped.items())),
             "delivered": delivered,
             "dead_lettered": dead,
-            "pending": len(self.selected) - delivered - dead,
+            "pending": self.selected - delivered - dead,
             "requests": self.stats.requests,
             "retries": self.stats.retries,
             "splits": self.stats.splits,

@@ -20,9 +20,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from currents_relay.keyset import KeySet, keys_of
 from currents_relay.lake import Lake
 
 ACK_SCHEMA = pa.schema(
@@ -71,24 +75,40 @@ class Ledger:
         self.hour = hour
         self.ack_dir = lake.path(f"deliveries/{destination}/hour={hour}")
         self.dead_dir = lake.path(f"dead_letter/{destination}/hour={hour}")
-        self.acknowledged: set[Key] = self._keys(self.ack_dir, "ack-")
-        self.dead: set[Key] = self._keys(self.dead_dir, "dl-")
+        self.acknowledged = self._keys(self.ack_dir, "ack-")
+        self.dead = self._keys(self.dead_dir, "dl-")
 
-    def _keys(self, folder: str, prefix: str) -> set[Key]:
+    def _keys(self, folder: str, prefix: str) -> dict[str, KeySet]:
+        """Event type -> keys of the ids recorded in the folder's files."""
         fs = self.lake.fs
+        keys: dict[str, KeySet] = {}
         if not fs.exists(folder):
-            return set()
-        keys: set[Key] = set()
+            return keys
         for path in fs.glob(f"{folder}/{prefix}*.parquet"):
             with fs.open(path, "rb") as handle:
                 table = pq.read_table(handle, columns=["event_type", "id"])
-            keys.update(
-                event_key(t, i)
-                for t, i in zip(
-                    table["event_type"].to_pylist(), table["id"].to_pylist(), strict=True
-                )
-            )
+            for event_type in pc.unique(table["event_type"]).to_pylist():
+                ids = table.filter(pc.equal(table["event_type"], event_type))["id"]
+                keys.setdefault(event_type, KeySet()).add(keys_of(ids))
         return keys
+
+    @staticmethod
+    def _mask(keys: dict[str, KeySet], event_type: str, candidates: pl.DataFrame) -> np.ndarray:
+        known = keys.get(event_type)
+        return known.contains(candidates) if known else np.zeros(candidates.height, dtype=bool)
+
+    def acknowledged_mask(self, event_type: str, candidates: pl.DataFrame) -> np.ndarray:
+        return self._mask(self.acknowledged, event_type, candidates)
+
+    def dead_mask(self, event_type: str, candidates: pl.DataFrame) -> np.ndarray:
+        return self._mask(self.dead, event_type, candidates)
+
+    def _remember(self, keys: dict[str, KeySet], events: list[tuple[str, ...]]) -> None:
+        by_type: dict[str, list[str]] = {}
+        for event in events:
+            by_type.setdefault(event[0], []).append(event[1])
+        for event_type, ids in by_type.items():
+            keys.setdefault(event_type, KeySet()).add(keys_of(ids))
 
     def _write(self, folder: str, name: str, table: pa.Table) -> None:
         fs = self.lake.fs
@@ -113,7 +133,7 @@ class Ledger:
             schema=ACK_SCHEMA,
         )
         self._write(self.ack_dir, f"ack-{batch}-{uuid.uuid4().hex[:8]}.parquet", table)
-        self.acknowledged.update(event_key(t, i) for t, i in events)
+        self._remember(self.acknowledged, events)
 
     def dead_letter(
         self, events: list[tuple[str, str, str]], batch: str, status: int, reason: str
@@ -133,7 +153,7 @@ class Ledger:
             schema=DEAD_SCHEMA,
         )
         self._write(self.dead_dir, f"dl-{batch}-{uuid.uuid4().hex[:8]}.parquet", table)
-        self.dead.update(event_key(t, i) for t, i, _ in events)
+        self._remember(self.dead, events)
 
     def record_run(self, stats: dict[str, Any]) -> None:
         """Keep what one push attempt did (requests, retries, how it ended)."""
