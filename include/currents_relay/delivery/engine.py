@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import requests
 
-from currents_relay.delivery.ledger import Key, Ledger, batch_id, event_key
+from currents_relay.delivery.ledger import Ledger, batch_id
 from currents_relay.delivery.partner import Outcome, Partner, dumps
 from currents_relay.delivery.pii import PiiPolicy
 from currents_relay.keyset import keys_of
@@ -93,7 +93,6 @@ class DeliveryIncomplete(DeliveryError):
 
 @dataclass
 class _Event:
-    key: Key
     event_type: str
     id: str
     encoded: bytes
@@ -244,7 +243,6 @@ class Delivery:
             for row in chunk.to_pylist():
                 row = self.pii.apply(row)
                 yield _Event(
-                    event_key(event_type, row["id"]),
                     event_type,
                     row["id"],
                     dumps(self.partner.wire_event(row)),
@@ -280,7 +278,9 @@ class Delivery:
         if self.dry_run:
             return
         payloads = [(e.event_type, e.id, e.encoded.decode()) for e in events]
-        self.ledger.dead_letter(payloads, batch_id(e.key for e in events), status, reason)
+        self.ledger.dead_letter(
+            payloads, batch_id((e.event_type, e.id) for e in events), status, reason
+        )
         self.dead_now += len(events)
         log.warning(
             "%s: dead-lettered %d event(s): HTTP %s %s",
@@ -305,7 +305,7 @@ class Delivery:
 
     def _send(self, batch: list[_Event]) -> None:
         name = self.partner.name
-        bid = batch_id(e.key for e in batch)
+        bid = batch_id((e.event_type, e.id) for e in batch)
         body = self.partner.body([e.encoded for e in batch], bid)
         request = self.partner.request(body, bid, batch[0].route)
         if self.gzip:  # limits are checked on the uncompressed body, so they hold either way

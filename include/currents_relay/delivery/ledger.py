@@ -50,19 +50,13 @@ DEAD_SCHEMA = pa.schema(
     ]
 )
 
-Key = bytes
 
-
-def event_key(event_type: str, event_id: str) -> Key:
-    """16-byte key of (event_type, id), as the ingest deduplicates."""
-    return hashlib.blake2b(f"{event_type}\x1f{event_id}".encode(), digest_size=16).digest()
-
-
-def batch_id(keys: Iterable[Key]) -> str:
-    """A digest of a batch's event keys: names the request and feeds partner dedup keys."""
+def batch_id(events: Iterable[tuple[str, str]]) -> str:
+    """A digest of a batch's (event_type, id) pairs: names the request and feeds partner dedup
+    keys (mParticle's `source_request_id`), so the same batch always gets the same id."""
     digest = hashlib.blake2b(digest_size=12)
-    for key in keys:
-        digest.update(key)
+    for event_type, event_id in events:
+        digest.update(f"{event_type}\x1f{event_id}\x1e".encode())
     return digest.hexdigest()
 
 
@@ -103,18 +97,12 @@ class Ledger:
     def dead_mask(self, event_type: str, candidates: pl.DataFrame) -> np.ndarray:
         return self._mask(self.dead, event_type, candidates)
 
-    def _remember(self, keys: dict[str, KeySet], events: list[tuple[str, ...]]) -> None:
-        by_type: dict[str, list[str]] = {}
-        for event in events:
-            by_type.setdefault(event[0], []).append(event[1])
-        for event_type, ids in by_type.items():
-            keys.setdefault(event_type, KeySet()).add(keys_of(ids))
-
     def _write(self, folder: str, name: str, table: pa.Table) -> None:
         fs = self.lake.fs
         fs.makedirs(folder, exist_ok=True)
         buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
+        # Ledger files are small and read whole: no compression, no statistics.
+        pq.write_table(table, buffer, compression="none", write_statistics=False)
         temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
         fs.pipe_file(temporary, buffer.getvalue())
         fs.mv(temporary, f"{folder}/{name}")
@@ -132,8 +120,9 @@ class Ledger:
             },
             schema=ACK_SCHEMA,
         )
+        # The in-memory sets only serve selection, which is done before a type is sent:
+        # what this run acknowledges is never selected again in this run.
         self._write(self.ack_dir, f"ack-{batch}-{uuid.uuid4().hex[:8]}.parquet", table)
-        self._remember(self.acknowledged, events)
 
     def dead_letter(
         self, events: list[tuple[str, str, str]], batch: str, status: int, reason: str
@@ -153,7 +142,6 @@ class Ledger:
             schema=DEAD_SCHEMA,
         )
         self._write(self.dead_dir, f"dl-{batch}-{uuid.uuid4().hex[:8]}.parquet", table)
-        self._remember(self.dead, events)
 
     def record_run(self, stats: dict[str, Any]) -> None:
         """Keep what one push attempt did (requests, retries, how it ended)."""
