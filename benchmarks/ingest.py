@@ -1,10 +1,16 @@
-"""Ingest benchmark: a generated hour (both formats) through `process_hour`, beside an anchor.
+"""Ingest benchmark: generated hours through the real ingest, beside anchors from the same run.
 
-    python benchmarks/ingest.py [--events 1000000]
+    python benchmarks/ingest.py [--events 1000000] [--scaling 100000,1000000,5000000]
 
-Prints events/s, CPU seconds and peak RSS of our ingest (run in a child process ; its peak RSS is
-read from its own VmHWM, since ru_maxrss survives exec and would report the parent's), beside the raw `pyarrow.json.read_json` -> `Table.flatten` ->
-`pyarrow.parquet.write_table` on the same events (as one NDJSON file) in the same run.
+1. Per format, on one generated hour of `--events` mixed events: our ingest (normalize,
+   validate with the suites, dedup, write the lake) of only the Custom HTTP files against
+   pyarrow `read_json` -> `Table.flatten` -> `write_table` of the same events as NDJSON, and of
+   only the Avro storage exports against polars `read_avro` -> `write_parquet` of the same files.
+2. Scaling: the whole mixed hour at each `--scaling` size: time should grow linearly, peak
+   memory should not.
+
+Every run is a child process; its peak RSS is its own VmHWM (ru_maxrss survives exec and
+would report the parent's). CPU seconds are the child's user + system time.
 """
 
 from __future__ import annotations
@@ -20,78 +26,142 @@ from pathlib import Path
 
 HOUR = "2026-11-01T10"
 
-CHILD_OURS = """
-import json, sys, time
-from currents_relay.hours import parse_hour
-from currents_relay.ingest import process_hour
-start = time.perf_counter()
-report = process_hour(sys.argv[1], sys.argv[2], parse_hour(sys.argv[3]))
-peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
-print(json.dumps({"seconds": time.perf_counter() - start, "events": report["events"], "peak_rss_mb": peak}))
+PEAK = """
+def peak_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
 """
 
-CHILD_ANCHOR = """
+CHILD_OURS = (
+    PEAK
+    + """
+import json, sys, time
+from currents_relay.hours import parse_hour
+from currents_relay.ingest import HourIngest
+from currents_relay.landing import list_hour
+landing, lake, hour, only = sys.argv[1:5]
+start = time.perf_counter()
+files = [f for f in list_hour(landing, parse_hour(hour)) if only == "all" or f.format == only]
+report = HourIngest(landing, lake, parse_hour(hour)).run(files)
+print(json.dumps({"seconds": time.perf_counter() - start, "events": report["events"]["read"],
+                  "written": report["events"]["written"], "peak_rss_mb": peak_mb()}))
+"""
+)
+
+CHILD_PYARROW_JSON = (
+    PEAK
+    + """
 import json, sys, time
 import pyarrow.json as pj, pyarrow.parquet as pq
 start = time.perf_counter()
 table = pj.read_json(sys.argv[1]).flatten()
 pq.write_table(table, sys.argv[2], compression="zstd")
-peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
-print(json.dumps({"seconds": time.perf_counter() - start, "events": table.num_rows, "peak_rss_mb": peak}))
+print(json.dumps({"seconds": time.perf_counter() - start, "events": table.num_rows,
+                  "peak_rss_mb": peak_mb()}))
 """
+)
+
+CHILD_POLARS_AVRO = (
+    PEAK
+    + """
+import json, sys, time
+from pathlib import Path
+import polars as pl
+landing, out = Path(sys.argv[1]), Path(sys.argv[2])
+start = time.perf_counter()
+events = 0
+for index, path in enumerate(sorted(landing.rglob("*.avro"))):
+    frame = pl.read_avro(path)
+    frame.write_parquet(out / f"{index:05d}.parquet", compression="zstd")
+    events += frame.height
+print(json.dumps({"seconds": time.perf_counter() - start, "events": events,
+                  "peak_rss_mb": peak_mb()}))
+"""
+)
 
 
 def run_child(code: str, *args: str) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
     )
+    if done.returncode:
+        sys.exit(f"benchmark child failed:\n{done.stderr[-3000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result["rate"] = result["events"] / result["seconds"]
     return result
+
+
+def generate(root: Path, events: int) -> Path:
+    from currents_relay.generator import generate_hour
+    from currents_relay.hours import parse_hour
+
+    landing = root / f"landing-{events}"
+    started = time.perf_counter()
+    summary = generate_hour(
+        str(landing), parse_hour(HOUR), events=events, faults=False, file_events=15_000
+    )
+    print(
+        f"generated {summary.events:,} events in {summary.files:,} files "
+        f"in {time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+    )
+    return landing
+
+
+def http_as_ndjson(landing: Path, target: Path) -> None:
+    with target.open("w") as out:
+        for path in sorted((landing / "http").rglob("*.json")):
+            for event in json.loads(path.read_text())["events"]:
+                out.write(json.dumps(event) + "\n")
+
+
+def row(name: str, result: dict, anchor: dict | None = None) -> str:
+    ratio = f"{result['rate'] / anchor['rate']:.2f}" if anchor else ""
+    return (
+        f"| {name} | {result['events']:,} | {result['seconds']:.1f} | {result['rate']:,.0f} | "
+        f"{result['cpu']:.1f} | {result['peak_rss_mb']:,.0f} | {ratio} |"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--scaling", default="100000,1000000,5000000", help="'' to skip")
     args = parser.parse_args()
-    from currents_relay.generator import generate_hour
-    from currents_relay.hours import parse_hour
+    sizes = [int(size) for size in args.scaling.split(",") if size]
 
+    lines = [
+        "| run | events | seconds | events/s | CPU s | peak RSS MB | ratio to anchor |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     with tempfile.TemporaryDirectory(prefix="currents-bench-") as tmp:
         root = Path(tmp)
-        started = time.perf_counter()
-        summary = generate_hour(
-            str(root / "landing"),
-            parse_hour(HOUR),
-            events=args.events,
-            faults=False,
-            file_events=15_000,
-        )
-        print(
-            f"generated {summary.events:,} events in {summary.files} files in {time.perf_counter() - started:.0f} s"
-        )
-        ndjson = root / "events.ndjson"
-        with ndjson.open("w") as out:
-            for path in sorted((root / "landing" / "http").rglob("*.json")):
-                for event in json.loads(path.read_text())["events"]:
-                    out.write(json.dumps(event) + "\n")
-        ours = run_child(CHILD_OURS, str(root / "landing"), str(root / "lake"), HOUR)
-        anchor = run_child(CHILD_ANCHOR, str(ndjson), str(root / "anchor.parquet"))
-        ours_rate = ours["events"]["read"] / ours["seconds"]
-        anchor_rate = anchor["events"] / anchor["seconds"]
-        print("\n| run | events | seconds | events/s | CPU s | peak RSS MB |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        print(
-            f"| currents-relay process_hour (Avro + HTTP, GX, dedup, lake) | {ours['events']['read']:,} | "
-            f"{ours['seconds']:.1f} | {ours_rate:,.0f} | {ours['cpu']:.1f} | {ours['peak_rss_mb']:,.0f} |"
-        )
-        print(
-            f"| anchor: pyarrow read_json + flatten + write_table (HTTP part only) | {anchor['events']:,} | "
-            f"{anchor['seconds']:.1f} | {anchor_rate:,.0f} | {anchor['cpu']:.1f} | {anchor['peak_rss_mb']:,.0f} |"
-        )
-        print(f"\nratio (ours / anchor events/s): {ours_rate / anchor_rate:.2f}")
+        landing = generate(root, args.events)
+        ndjson = root / "http.ndjson"
+        http_as_ndjson(landing, ndjson)
+        (root / "polars").mkdir()
+
+        http = run_child(CHILD_OURS, str(landing), str(root / "lake-http"), HOUR, "http")
+        anchor_json = run_child(CHILD_PYARROW_JSON, str(ndjson), str(root / "anchor.parquet"))
+        lines.append(row("ours, Custom HTTP files only", http, anchor_json))
+        lines.append(row("anchor: pyarrow read_json + flatten + write_table", anchor_json))
+
+        avro = run_child(CHILD_OURS, str(landing), str(root / "lake-avro"), HOUR, "avro")
+        anchor_avro = run_child(CHILD_POLARS_AVRO, str(landing), str(root / "polars"))
+        lines.append(row("ours, Avro storage exports only", avro, anchor_avro))
+        lines.append(row("anchor: polars read_avro + write_parquet", anchor_avro))
+
+        for size in sizes:
+            hour = landing if size == args.events else generate(root, size)
+            mixed = run_child(CHILD_OURS, str(hour), str(root / f"lake-{size}"), HOUR, "all")
+            lines.append(row(f"ours, whole mixed hour ({size:,} events)", mixed))
+            if hour != landing:
+                subprocess.run(["rm", "-rf", str(hour), str(root / f"lake-{size}")], check=True)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

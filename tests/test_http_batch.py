@@ -69,9 +69,12 @@ def test_too_long_strings_leave_the_table_with_a_reason():
         {"id": 5},
         {"properties": "x"},
         {"user": None},
-        {"surprise": 1},
+        {"user": {"user_id": 5}},
         {"properties": {"email_address": 7}},
-        {"properties": {"custom_properties": {"a": 1}}},
+        {"properties": {"email_address": ["a"]}},
+        {"time": True},
+        {"time": 2.0**60},
+        {"id": "\ud800"},
     ],
 )
 def test_anything_not_provably_clean_goes_to_the_row_path(bad):
@@ -83,3 +86,31 @@ def test_anything_not_provably_clean_goes_to_the_row_path(bad):
         "properties": {"email_address": "a@b.co"},
     }
     assert http_tables([event, event | bad], lineage(2)) is None
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"surprise": 1, "also": None},
+        {"user": {"user_id": "u", "nickname": "z", "gone": None}},
+        {"properties": {"email_address": "a@b.co", "custom_properties": {"a": 1}}},
+        {"properties": None},
+        {"time": 7.0},
+        {"properties": {"email_address": "a@b.co", "x": [1, {"y": 2}]}, "user": {"zz": 1}},
+    ],
+)
+def test_fields_the_catalogue_does_not_know_land_in_extra_as_on_the_row_path(odd):
+    event = {
+        "event_type": "users.messages.email.Open",
+        "id": "a",
+        "time": 1,
+        "user": {"user_id": "u"},
+        "properties": {"email_address": "a@b.co"},
+    }
+    properties_first = {"properties": odd.pop("properties", event["properties"])}
+    events = [event, properties_first | {k: v for k, v in event.items() if k != "properties"} | odd]
+    events[1]["id"] = "b"
+    tables, reasons = http_tables(events, lineage(2))
+    assert reasons == {}
+    expected = row_path(events)
+    assert tables["users.messages.email.Open"].equals(expected["users.messages.email.Open"])

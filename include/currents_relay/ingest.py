@@ -23,6 +23,7 @@ import polars as pl
 import pyarrow as pa
 
 from currents_relay import catalogue
+from currents_relay.gc_pause import rare_gc
 from currents_relay.http_batch import http_tables
 from currents_relay.keyset import KeySet, first_new, keys_of
 from currents_relay.lake import HourWriter, Lake
@@ -142,9 +143,10 @@ class HourIngest:
             files = list_hour(self.landing_url, self.hour)
         previous = self.lake.read_json(f"manifests/hour={self.hour_key}.json")
         try:
-            for index, landed in enumerate(files):
-                self._ingest_file(index, landed)
-            self._flush()
+            with rare_gc():
+                for index, landed in enumerate(files):
+                    self._ingest_file(index, landed)
+                self._flush()
             outputs = self.writer.commit() if self.writer else []
         except BaseException:
             if self.writer:

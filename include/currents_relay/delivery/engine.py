@@ -5,7 +5,9 @@
 2. Remove what the ledger says the partner already acknowledged (and, unless replaying, what
    it refused for good), so no retry, re-run, late file or split ever re-sends an
    acknowledged event, whatever the batch boundaries become.
-3. Batch in a stable order (time, id) per event type, cut at the partner's count and byte limits.
+3. Batch per event type in the lake's order (files by name, rows as written: a re-run of the
+   hour reproduces it), streamed a row group at a time, cut at the partner's count and byte
+   limits.
 4. Send with Braze's retry contract (`delivery.partner`): back off with jitter on 429/5xx/
    timeouts/resets, honouring `Retry-After`, within a time budget; split on 413; split to
    single events on 400 and dead-letter those still refused; stop on 401/403/404.
@@ -37,6 +39,7 @@ import requests
 from currents_relay.delivery.ledger import Ledger, batch_id
 from currents_relay.delivery.partner import Outcome, Partner, dumps
 from currents_relay.delivery.pii import PiiPolicy
+from currents_relay.gc_pause import rare_gc
 from currents_relay.keyset import keys_of
 from currents_relay.lake import Lake
 
@@ -188,6 +191,7 @@ class Delivery:
         self.dead_now = 0
         self.planned_batches = 0
         self._deadline = 0.0
+        self._stopped = False
 
     # -- selection -----------------------------------------------------------------------------
     def _event_types(self) -> list[tuple[str, list[str]]]:
@@ -199,20 +203,25 @@ class Delivery:
             out.append((event_type, sorted(fs.glob(f"{folder}/*.parquet"))))
         return out
 
-    def _select(self, event_type: str, files: list[str], encode: bool = True) -> Iterator[_Event]:
-        """Count the type's events, then yield the ones to send, encoded, in (time, id) order.
+    def _select(self, event_type: str, files: list[str]) -> Iterator[_Event]:
+        """Count the type's events and yield the ones to send, encoded, in the lake's order.
 
-        Rows are turned into Python objects a chunk at a time, so memory stays flat.
+        The lake's files are read a row group at a time and turned into Python objects a chunk
+        at a time, so memory stays flat in hour size. The order is deterministic (a re-run of an
+        hour writes the same files), so the same events form the same batches. Once delivery
+        has stopped (`self._stopped`), chunks are only counted, so every pending event shows.
         """
-        tables = []
+        accepted = self.selection.accepts(event_type, self.partner.default_event_types)
         for path in files:
             with self.lake.fs.open(path, "rb") as handle:
-                tables.append(pq.read_table(handle))
-        table = (
-            pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
-        )
+                for batch in pq.ParquetFile(handle).iter_batches(batch_size=ENCODE_CHUNK_ROWS):
+                    yield from self._select_chunk(
+                        event_type, pa.Table.from_batches([batch]), accepted
+                    )
+
+    def _select_chunk(self, event_type: str, table: pa.Table, accepted: bool) -> Iterator[_Event]:
         self.considered += table.num_rows
-        if not self.selection.accepts(event_type, self.partner.default_event_types):
+        if not accepted:
             self.skipped["event_type"] += table.num_rows
             return
         if self.selection.identities and table.num_rows:
@@ -232,22 +241,21 @@ class Delivery:
         if not self.replay:
             self.dead_before += int(dead.sum())
             todo &= ~dead
-        if not encode or not todo.any():
+        if self._stopped or not todo.any():
             return
-        table = table.filter(pa.array(todo)).sort_by([("time", "ascending"), ("id", "ascending")])
+        table = table.filter(pa.array(todo))
         # Columns that are null throughout would only be dropped again by the wire mapping.
         table = table.select(
             [c for c in table.column_names if table[c].null_count < table.num_rows]
         )
-        for chunk in table.to_batches(max_chunksize=ENCODE_CHUNK_ROWS):
-            for row in chunk.to_pylist():
-                row = self.pii.apply(row)
-                yield _Event(
-                    event_type,
-                    row["id"],
-                    dumps(self.partner.wire_event(row)),
-                    self.partner.route(row),
-                )
+        for row in table.to_pylist():
+            row = self.pii.apply(row)
+            yield _Event(
+                event_type,
+                row["id"],
+                dumps(self.partner.wire_event(row)),
+                self.partner.route(row),
+            )
 
     # -- batching ------------------------------------------------------------------------------
     def _batches(self, events: Iterable[_Event]) -> Iterator[list[_Event]]:
@@ -379,7 +387,8 @@ class Delivery:
         for name in REDACTED_LOGGERS:
             logging.getLogger(name).addFilter(guard)
         try:
-            return self._run(started)
+            with rare_gc():
+                return self._run(started)
         finally:
             for name in REDACTED_LOGGERS:
                 logging.getLogger(name).removeFilter(guard)
@@ -387,17 +396,17 @@ class Delivery:
     def _run(self, started: float) -> dict[str, Any]:
         error: DeliveryError | None = None
         for event_type, files in self._event_types():
-            if error is not None:
-                for _ in self._select(event_type, files, encode=False):
-                    pass  # keep counting, so the report shows every pending event
-                continue
-            try:
-                for batch in self._batches(self._select(event_type, files)):
-                    self.planned_batches += 1
-                    if not self.dry_run:
-                        self._send(batch)
-            except DeliveryError as stop:
-                error = stop
+            events = self._select(event_type, files)
+            if error is None:
+                try:
+                    for batch in self._batches(events):
+                        self.planned_batches += 1
+                        if not self.dry_run:
+                            self._send(batch)
+                except DeliveryError as stop:
+                    error, self._stopped = stop, True
+            for _ in events:
+                pass  # after a stop, keep counting, so the report shows every pending event
         report = self.counts(time.monotonic() - started, error)
         if not self.dry_run:
             self.ledger.record_run(report)
