@@ -10,32 +10,21 @@
    memory should not.
 
 Every run is a child process; its peak RSS is its own VmHWM (ru_maxrss survives exec and
-would report the parent's). CPU seconds are the child's user + system time.
+would report the parent's). CPU seconds are the child's user + system time. Generated hours
+are kept under `--work` (default `.benchmarks/`), so a second run skips generating them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-HOUR = "2026-11-01T10"
+from common import HOUR, landing_of, run_child
 
-PEAK = """
-def peak_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM"):
-            return int(line.split()[1]) / 1024
-"""
-
-CHILD_OURS = (
-    PEAK
-    + """
+CHILD_OURS = """
 import json, sys, time
 from currents_relay.hours import parse_hour
 from currents_relay.ingest import HourIngest
@@ -47,11 +36,8 @@ report = HourIngest(landing, lake, parse_hour(hour)).run(files)
 print(json.dumps({"seconds": time.perf_counter() - start, "events": report["events"]["read"],
                   "written": report["events"]["written"], "peak_rss_mb": peak_mb()}))
 """
-)
 
-CHILD_PYARROW_JSON = (
-    PEAK
-    + """
+CHILD_PYARROW_JSON = """
 import json, sys, time
 import pyarrow.json as pj, pyarrow.parquet as pq
 start = time.perf_counter()
@@ -60,11 +46,8 @@ pq.write_table(table, sys.argv[2], compression="zstd")
 print(json.dumps({"seconds": time.perf_counter() - start, "events": table.num_rows,
                   "peak_rss_mb": peak_mb()}))
 """
-)
 
-CHILD_POLARS_AVRO = (
-    PEAK
-    + """
+CHILD_POLARS_AVRO = """
 import json, sys, time
 from pathlib import Path
 import polars as pl
@@ -78,38 +61,12 @@ for index, path in enumerate(sorted(landing.rglob("*.avro"))):
 print(json.dumps({"seconds": time.perf_counter() - start, "events": events,
                   "peak_rss_mb": peak_mb()}))
 """
-)
 
 
-def run_child(code: str, *args: str) -> dict:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
-    )
-    if done.returncode:
-        sys.exit(f"benchmark child failed:\n{done.stderr[-3000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+def run(code: str, *args: str) -> dict:
+    result = run_child(code, *args)
     result["rate"] = result["events"] / result["seconds"]
     return result
-
-
-def generate(root: Path, events: int) -> Path:
-    from currents_relay.generator import generate_hour
-    from currents_relay.hours import parse_hour
-
-    landing = root / f"landing-{events}"
-    started = time.perf_counter()
-    summary = generate_hour(
-        str(landing), parse_hour(HOUR), events=events, faults=False, file_events=15_000
-    )
-    print(
-        f"generated {summary.events:,} events in {summary.files:,} files "
-        f"in {time.perf_counter() - started:.0f} s",
-        file=sys.stderr,
-    )
-    return landing
 
 
 def http_as_ndjson(landing: Path, target: Path) -> None:
@@ -131,36 +88,38 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--scaling", default="100000,1000000,5000000", help="'' to skip")
+    parser.add_argument("--work", type=Path, default=Path(".benchmarks"), help="generated hours")
     args = parser.parse_args()
     sizes = [int(size) for size in args.scaling.split(",") if size]
+    args.work.mkdir(parents=True, exist_ok=True)
 
     lines = [
-        "| run | events | seconds | events/s | CPU s | peak RSS MB | ratio to anchor |",
+        "| ingest run | events | seconds | events/s | CPU s | peak RSS MB | ratio to anchor |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    with tempfile.TemporaryDirectory(prefix="currents-bench-") as tmp:
+    landing = landing_of(args.work, args.events)
+    with tempfile.TemporaryDirectory(prefix="currents-bench-", dir=args.work) as tmp:
         root = Path(tmp)
-        landing = generate(root, args.events)
         ndjson = root / "http.ndjson"
         http_as_ndjson(landing, ndjson)
         (root / "polars").mkdir()
 
-        http = run_child(CHILD_OURS, str(landing), str(root / "lake-http"), HOUR, "http")
-        anchor_json = run_child(CHILD_PYARROW_JSON, str(ndjson), str(root / "anchor.parquet"))
+        http = run(CHILD_OURS, str(landing), str(root / "lake-http"), HOUR, "http")
+        anchor_json = run(CHILD_PYARROW_JSON, str(ndjson), str(root / "anchor.parquet"))
         lines.append(row("ours, Custom HTTP files only", http, anchor_json))
         lines.append(row("anchor: pyarrow read_json + flatten + write_table", anchor_json))
 
-        avro = run_child(CHILD_OURS, str(landing), str(root / "lake-avro"), HOUR, "avro")
-        anchor_avro = run_child(CHILD_POLARS_AVRO, str(landing), str(root / "polars"))
+        avro = run(CHILD_OURS, str(landing), str(root / "lake-avro"), HOUR, "avro")
+        anchor_avro = run(CHILD_POLARS_AVRO, str(landing), str(root / "polars"))
         lines.append(row("ours, Avro storage exports only", avro, anchor_avro))
         lines.append(row("anchor: polars read_avro + write_parquet", anchor_avro))
 
         for size in sizes:
-            hour = landing if size == args.events else generate(root, size)
-            mixed = run_child(CHILD_OURS, str(hour), str(root / f"lake-{size}"), HOUR, "all")
+            hour = landing_of(args.work, size)
+            lake = root / f"lake-{size}"
+            mixed = run(CHILD_OURS, str(hour), str(lake), HOUR, "all")
             lines.append(row(f"ours, whole mixed hour ({size:,} events)", mixed))
-            if hour != landing:
-                subprocess.run(["rm", "-rf", str(hour), str(root / f"lake-{size}")], check=True)
+            subprocess.run(["rm", "-rf", str(lake)], check=True)
     print("\n".join(lines))
 
 

@@ -1,113 +1,131 @@
 """Push benchmark: one ingested hour delivered to every destination's sandbox server.
 
-    python benchmarks/push.py [--events 1000000]
+    python benchmarks/push.py [--events 1000000] [--destinations treasure_data,segment]
 
-Per destination: events/s, MB/s and requests/s of `Delivery.run` (selection, encoding,
-batching at the partner's limits, sending, ledger appends) against the loopback sandbox,
-beside a bare `requests.Session` posting the very same bodies to the same server in the same
-run; how full batches are against the partner's binding limit; and requests/s against the
-partner's documented rate limit (Segment ~1,000 req/s per workspace, mParticle ~270
-batches/s) where there is one.
+Per destination, in a child process (the sandbox servers run in this one, as a partner would
+in another process): events/s, MB/s and requests/s of `Delivery.run` (reading the lake,
+selection, encoding, batching at the partner's limits, sending, ledger appends), its peak
+RSS; beside a bare `requests.Session` posting the same bodies (the first `--anchor-requests`
+of them) to the same server, in another child, in the same run; how full the batches are
+against the partner's binding limit; and requests/s against the partner's documented rate
+limit where there is one.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
-import time
+import json
+import shutil
 from pathlib import Path
 
-import requests
+from common import HOUR, lake_of, run_child
 
-HOUR = "2026-11-01T10"
 EXTRA = {"treasure_data": {"database": "bench", "table": "events"}}
 LOGIN = {"mparticle": "sandbox-mparticle-key"}
-RATE_LIMITS = {"segment": 1_000, "mparticle": 270}  # documented requests (batches) per second
+# Documented request rates: Segment asks partners (Braze is one) for at most 50 requests/s;
+# mParticle's Events API allows 270 batch requests/s. The others document none.
+RATE_LIMITS = {"segment": 50, "mparticle": 270}
 
+SETUP = """
+import json, sys, time
+from currents_relay.delivery.engine import Delivery, Selection
+from currents_relay.delivery.partner import Endpoint
+from currents_relay.delivery.push import build_partner
+from currents_relay.destinations import enabled_destinations
+lake, hour, name, url, secret, login, extra = sys.argv[1:8]
+destination = next(d for d in enabled_destinations() if d.name == name)
+endpoint = Endpoint(url, login=login or None, password=secret, extra=json.loads(extra))
+partner = build_partner(destination, endpoint)
+"""
 
-def bare_session(url: str, bodies: list[tuple[str, dict, bytes]]) -> float:
-    session = requests.Session()
-    started = time.perf_counter()
-    for target, headers, body in bodies:
-        session.post(url + target, data=body, headers=headers, timeout=30).raise_for_status()
-    return time.perf_counter() - started
+CHILD_OURS = (
+    SETUP
+    + """
+started = time.perf_counter()
+counts = Delivery(lake, hour, partner, Selection()).run()
+seconds = time.perf_counter() - started
+print(json.dumps({"counts": counts, "seconds": seconds, "peak_rss_mb": peak_mb(),
+                  "max_bytes": partner.max_bytes, "max_events": partner.max_events}))
+"""
+)
 
-
-def same_bodies(lake: Path, partner, base_url: str) -> list[tuple[str, dict, bytes]]:
-    """The requests the run sent, rebuilt without sending (the anchor posts these)."""
-    from currents_relay.delivery.engine import Delivery, Selection
-
-    dry = Delivery(str(lake), HOUR, partner, Selection(), dry_run=True)
-    dry.ledger.acknowledged.clear()  # rebuild every body, acknowledged or not
-    bodies = []
-    for event_type, files in dry._event_types():
-        for batch in dry._batches(dry._select(event_type, files)):
-            request = partner.request(
-                partner.body([e.encoded for e in batch], "bench"), "bench", batch[0].route
-            )
-            bodies.append((request.url[len(base_url) :], request.headers, request.body))
-    return bodies
+CHILD_BARE = (
+    SETUP
+    + """
+import requests
+limit = int(sys.argv[8])
+dry = Delivery(lake, hour, partner, Selection(), dry_run=True)
+bodies = []
+for event_type, files in dry._event_types():
+    for batch in dry._batches(dry._select(event_type, files)):
+        request = partner.request(partner.body([e.encoded for e in batch], "bench"), "bench",
+                                  batch[0].route)
+        bodies.append((request.url, request.headers, request.body))
+        if len(bodies) == limit:
+            break
+    if len(bodies) == limit:
+        break
+session = requests.Session()
+started = time.perf_counter()
+for target, headers, body in bodies:
+    session.post(target, data=body, headers=headers, timeout=30).raise_for_status()
+seconds = time.perf_counter() - started
+print(json.dumps({"seconds": seconds, "bytes": sum(len(b) for _, _, b in bodies),
+                  "requests": len(bodies)}))
+"""
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--destinations", default="", help="comma-separated; default: all")
+    parser.add_argument("--anchor-requests", type=int, default=400)
+    parser.add_argument("--work", type=Path, default=Path(".benchmarks"), help="generated hours")
     args = parser.parse_args()
-    from currents_relay.delivery.engine import Delivery, Selection
-    from currents_relay.delivery.partner import Endpoint
-    from currents_relay.delivery.push import build_partner
     from currents_relay.destinations import enabled_destinations
-    from currents_relay.generator import generate_hour
-    from currents_relay.hours import parse_hour
-    from currents_relay.ingest import process_hour
     from currents_relay.sandbox import Sandbox
 
-    with tempfile.TemporaryDirectory(prefix="currents-push-bench-") as tmp:
-        root = Path(tmp)
-        generate_hour(
-            str(root / "landing"),
-            parse_hour(HOUR),
-            events=args.events,
-            faults=False,
-            file_events=15_000,
-        )
-        report = process_hour(str(root / "landing"), str(root / "lake"), parse_hour(HOUR))
-        print(f"hour of {report['events']['written']:,} events ingested\n")
-        print(
-            "| destination | events sent | requests | MB | seconds | events/s | MB/s | req/s | bare session MB/s "
-            "| ratio | batch fill | req/s vs documented limit |"
-        )
-        print(
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-        )
-        with Sandbox() as sandbox:
-            for destination in enabled_destinations():
-                name = destination.name
-                sim = sandbox.sims[destination.partner]
-                url = sandbox.urls()[destination.partner]
-                endpoint = Endpoint(
-                    url, login=LOGIN.get(name), password=sim.secret, extra=EXTRA.get(name, {})
-                )
-                partner = build_partner(destination, endpoint)
-                started = time.perf_counter()
-                counts = Delivery(str(root / "lake"), HOUR, partner, Selection()).run()
-                seconds = time.perf_counter() - started
-                bodies = same_bodies(root / "lake", partner, url)
-                sim.reset()
-                bare = bare_session(url, bodies)
-                mb = counts["bytes_sent"] / 1e6
-                requests_made = max(counts["requests"], 1)
-                fill = max(
-                    counts["bytes_sent"] / requests_made / partner.max_bytes,
-                    counts["delivered"] / requests_made / partner.max_events,
-                )
-                limit = RATE_LIMITS.get(name)
-                versus = f"{requests_made / seconds / limit:.1f}x" if limit else "none documented"
-                print(
-                    f"| {name} | {counts['delivered']:,} | {counts['requests']:,} | {mb:,.0f} | {seconds:.1f} | "
-                    f"{counts['delivered'] / seconds:,.0f} | {mb / seconds:,.1f} | {requests_made / seconds:,.0f} | "
-                    f"{mb / bare:,.1f} | {bare / seconds:.2f} | {fill:.0%} | {versus} |"
-                )
+    args.work.mkdir(parents=True, exist_ok=True)
+    lake = lake_of(args.work, args.events)
+    wanted = {name for name in args.destinations.split(",") if name}
+    lines = [
+        "| push to | events sent | requests | MB | seconds | events/s | MB/s | req/s | peak RSS MB "
+        "| bare session MB/s | ratio | batch fill | req/s vs documented limit |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    with Sandbox() as sandbox:
+        for destination in enabled_destinations():
+            name = destination.name
+            if wanted and name not in wanted:
+                continue
+            sim = sandbox.sims[destination.partner]
+            url = sandbox.urls()[destination.partner]
+            common = (str(lake), HOUR, name, url, sim.secret, LOGIN.get(name, ""))
+            extra = json.dumps(EXTRA.get(name, {}))
+            shutil.rmtree(lake / "deliveries", ignore_errors=True)  # nothing acknowledged yet
+            sim.reset()
+            bare = run_child(CHILD_BARE, *common, extra, str(args.anchor_requests))
+            sim.reset()
+            ours = run_child(CHILD_OURS, *common, extra)
+            sim.reset()
+            counts, seconds = ours["counts"], ours["seconds"]
+            mb = counts["bytes_sent"] / 1e6
+            requests_made = max(counts["requests"], 1)
+            fill = max(
+                counts["bytes_sent"] / requests_made / ours["max_bytes"],
+                counts["delivered"] / requests_made / ours["max_events"],
+            )
+            bare_mb_s = bare["bytes"] / 1e6 / bare["seconds"]
+            limit = RATE_LIMITS.get(name)
+            versus = f"{requests_made / seconds / limit:.1f}x" if limit else "none documented"
+            lines.append(
+                f"| {name} | {counts['delivered']:,} | {counts['requests']:,} | {mb:,.0f} | "
+                f"{seconds:.1f} | {counts['delivered'] / seconds:,.0f} | {mb / seconds:,.1f} | "
+                f"{requests_made / seconds:,.0f} | {ours['peak_rss_mb']:,.0f} | {bare_mb_s:,.1f} | "
+                f"{mb / seconds / bare_mb_s:.2f} | {fill:.0%} | {versus} |"
+            )
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -13,10 +13,12 @@ import time
 import pytest
 
 from currents_relay.delivery.engine import Delivery, RetryPolicy, Selection
+from currents_relay.delivery.ledger import Ledger
 from currents_relay.delivery.push import build_partner
 from currents_relay.destinations import destinations
 from currents_relay.hours import parse_hour
 from currents_relay.ingest import process_hour
+from currents_relay.lake import Lake
 from currents_relay.sandbox import Faults
 from tests.conftest import HOUR
 from tests.delivery.conftest import PARTNERS, endpoint
@@ -44,9 +46,15 @@ def test_thirty_percent_failures_lose_nothing_and_resend_nothing(lake, sandbox, 
     )  # faults happen before acceptance: no acknowledged batch was resent
 
 
+def acknowledged(lake, destination: str) -> int:
+    ledger = Ledger(Lake(str(lake)), destination, HOUR)
+    return sum(len(keys) for keys in ledger.acknowledged.values())
+
+
 KILLED_PUSH = """
 import sys
 from currents_relay.delivery.engine import Delivery, RetryPolicy, Selection
+from currents_relay.delivery.ledger import Ledger
 from currents_relay.delivery.partner import Endpoint
 from currents_relay.partners.custom_http import CustomHttp
 partner = CustomHttp(Endpoint(sys.argv[2], password=sys.argv[3]))
@@ -61,14 +69,13 @@ def test_sigkill_mid_push_then_rerun_loses_nothing(lake, sandbox):
     )  # slow partner: the push takes seconds
     args = [str(lake), sandbox.urls()["custom_http"], sim.secret, HOUR]
     child = subprocess.Popen([sys.executable, "-c", KILLED_PUSH, *args], env=os.environ.copy())
-    ledger = lake / "deliveries" / "custom_http" / f"hour={HOUR}"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list(ledger.glob("ack-*.parquet"))) < 5:
+    while time.monotonic() < deadline and acknowledged(lake, "custom_http") < 500:
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
-    acknowledged_before = len(list(ledger.glob("ack-*.parquet")))
-    assert 5 <= acknowledged_before < sim.stats()["requests"] + 1
+    acknowledged_before = acknowledged(lake, "custom_http")  # the killed run's journal
+    assert 500 <= acknowledged_before <= sim.stats()["accepted_events"]
     sim.faults = Faults()
     counts = delivery(lake, sandbox, "custom_http").run()
     stats = sim.stats()

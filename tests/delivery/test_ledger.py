@@ -1,0 +1,56 @@
+"""The ledger keeps every acknowledgement through kills, on local disks and object stores."""
+
+from __future__ import annotations
+
+import uuid
+
+import fsspec
+
+from currents_relay.delivery.ledger import Ledger, read_journal
+from currents_relay.lake import Lake
+
+HOUR = "2026-11-01T10"
+OPEN = "users.messages.email.Open"
+
+
+def batch(n: int, start: int = 0) -> list[tuple[str, str]]:
+    return [(OPEN, f"id-{i}") for i in range(start, start + n)]
+
+
+def known(lake_url: str) -> int:
+    return sum(len(keys) for keys in Ledger(Lake(lake_url), "d", HOUR).acknowledged.values())
+
+
+def test_local_run_appends_to_one_journal_then_folds_it_into_one_parquet(tmp_path):
+    ledger = Ledger(Lake(str(tmp_path)), "d", HOUR)
+    for b in range(3):
+        ledger.acknowledge(batch(10, 10 * b), f"b{b}", 200)
+    folder = tmp_path / "deliveries" / "d" / f"hour={HOUR}"
+    assert [p.suffix for p in folder.glob("ack-*")] == [".arrows"]
+    assert known(str(tmp_path)) == 30  # readable while the run still appends
+    ledger.close()
+    assert [p.suffix for p in folder.glob("ack-*")] == [".parquet"]
+    assert known(str(tmp_path)) == 30
+
+
+def test_a_torn_last_record_loses_only_that_record(tmp_path):
+    ledger = Ledger(Lake(str(tmp_path)), "d", HOUR)
+    ledger.acknowledge(batch(10), "b0", 200)
+    ledger.acknowledge(batch(10, 10), "b1", 200)
+    journal = next((tmp_path / "deliveries" / "d" / f"hour={HOUR}").glob("*.arrows"))
+    data = journal.read_bytes()
+    journal.write_bytes(data[:-7])  # the process died inside the second write
+    assert read_journal(fsspec.filesystem("file"), str(journal)).num_rows == 10
+    assert known(str(tmp_path)) == 10
+
+
+def test_object_stores_get_one_atomic_object_per_acknowledgement():
+    url = f"memory://ledger-{uuid.uuid4().hex}"
+    ledger = Ledger(Lake(url), "d", HOUR)
+    ledger.acknowledge(batch(10), "b0", 200)
+    ledger.acknowledge(batch(5, 10), "b1", 200)
+    ledger.close()
+    fs = fsspec.filesystem("memory")
+    names = [p.rsplit("/", 1)[1] for p in fs.find(url.removeprefix("memory://"))]
+    assert len(names) == 2 and all(n.startswith("ack-b") for n in names)
+    assert known(url) == 15
