@@ -33,7 +33,6 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import requests
 
@@ -227,16 +226,19 @@ class Delivery:
         if not accepted:
             self.skipped["event_type"] += table.num_rows
             return
-        if self.selection.identities and table.num_rows:
-            has_identity = pa.array([False] * table.num_rows)
-            for identity in self.selection.identities:
-                if identity in table.column_names:
-                    present = pc.not_equal(table[identity].cast(pa.string()), "")
-                    has_identity = pc.or_(has_identity, pc.fill_null(present, False))
-            self.skipped["anonymous"] += table.num_rows - pc.sum(has_identity).as_py()
-            table = table.filter(has_identity)
-        self.selected += table.num_rows
-        keys = keys_of(table["id"])
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        identities = [name for name in self.selection.identities if name in frame.columns]
+        if self.selection.identities:
+            has_identity = pl.any_horizontal(
+                [pl.col(name).cast(pl.String).fill_null("") != "" for name in identities]
+                or [pl.lit(False)]
+            )
+            kept = frame.filter(has_identity)
+            self.skipped["anonymous"] += frame.height - kept.height
+            frame = kept
+        self.selected += frame.height
+        keys = keys_of(frame["id"])
         acknowledged = self.ledger.acknowledged_mask(event_type, keys)
         dead = self.ledger.dead_mask(event_type, keys) & ~acknowledged
         self.delivered_before += int(acknowledged.sum())
@@ -246,25 +248,24 @@ class Delivery:
             todo &= ~dead
         if self._stopped or not todo.any():
             return
-        table = table.filter(pa.array(todo))
+        frame = frame.filter(pl.Series(todo))
         # Derived and lineage columns never go on the wire, and columns that are null
         # throughout would only be dropped again by the wire mapping.
-        table = table.select(
+        frame = frame.select(
             [
-                c
-                for c in table.column_names
-                if c not in OFF_THE_WIRE and table[c].null_count < table.num_rows
+                name
+                for name in frame.columns
+                if name not in OFF_THE_WIRE and frame[name].null_count() < frame.height
             ]
         )
-        columns = pl.from_arrow(table).to_dict(as_series=False)  # 3x faster than to_pylist
+        columns = frame.to_dict(as_series=False)
+        apply_pii = self.pii.apply if self.pii.active else None
+        wire_event, route = self.partner.wire_event, self.partner.route
         for values in zip(*columns.values(), strict=True):
-            row = self.pii.apply(dict(zip(columns, values, strict=True)))
-            yield _Event(
-                event_type,
-                row["id"],
-                dumps(self.partner.wire_event(row)),
-                self.partner.route(row),
-            )
+            row = dict(zip(columns, values, strict=True))
+            if apply_pii:
+                row = apply_pii(row)
+            yield _Event(event_type, row["id"], dumps(wire_event(row)), route(row))
 
     # -- batching ------------------------------------------------------------------------------
     def _batches(self, events: Iterable[_Event]) -> Iterator[list[_Event]]:
