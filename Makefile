@@ -33,12 +33,14 @@ lint: install ## ruff lint and format check
 format: install ## ruff format and autofix
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-bench: install ## Benchmarks (figures, not tests): ingest and push of a 1,000,000-event hour
+bench: install ## Benchmarks (figures, not tests): ingest 100k/1M/5M, push 1M (and 5M to one partner), DAG
 	$(PY) benchmarks/ingest.py --events $(or $(EVENTS),1000000)
 	$(PY) benchmarks/push.py --events $(or $(EVENTS),1000000)
+	$(PY) benchmarks/push.py --events 5000000 --destinations treasure_data
+	$(PY) benchmarks/dag.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra test --python-version 3.11 -o requirements.lock
 
 clean: ## Remove the demo data, the local Airflow home and the venv
-	rm -rf data .airflow $(VENV)
+	rm -rf data .airflow .benchmarks $(VENV)
