@@ -13,9 +13,10 @@ import io
 import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import orjson
@@ -107,6 +108,31 @@ class _Buffer:
     def table(self) -> pa.Table:
         self._seal()
         return pa.concat_tables(self.tables) if len(self.tables) > 1 else self.tables[0]
+
+
+class _Positions(Sequence[tuple[int, int]]):
+    """(file index, record offset) of each row of tables laid end to end, looked up only for
+    the rows that fail a rule (building them all cost a Python tuple per row)."""
+
+    def __init__(self, tables: list[pa.Table], file_index: dict[str, int]) -> None:
+        self._tables = tables
+        self._starts = np.cumsum([0] + [t.num_rows for t in tables])
+        self._file_index = file_index
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[int, int]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[int, int]]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        part = int(np.searchsorted(self._starts, index, side="right")) - 1
+        table, row = self._tables[part], index - int(self._starts[part])
+        uri = table["source_uri"][row].as_py()
+        return (self._file_index[uri], table["source_offset"][row].as_py())
 
 
 class HourIngest:
@@ -412,13 +438,7 @@ class HourIngest:
             ],
             promote_options="permissive",
         )
-        positions = [
-            (self._file_index[uri], offset)
-            for _, t in members
-            for uri, offset in zip(
-                t["source_uri"].to_pylist(), t["source_offset"].to_pylist(), strict=True
-            )
-        ]
+        positions = _Positions([t for _, t in members], self._file_index)
         failures = self.validator.validate(family, narrow, positions)
         start = 0
         for event_type, table in members:

@@ -63,6 +63,7 @@ class PartnerSim:
     name: ClassVar[str]
     max_bytes: ClassVar[int]
     success: ClassVar[tuple[int, bytes]] = (200, b"OK")
+    check_bodies: bool = True  # False: a sink that answers success unread (benchmarks only)
 
     def __init__(self, secret: str | None = None, record: Path | None = None) -> None:
         self.secret = secret if secret is not None else f"sandbox-{self.name}-key"
@@ -420,6 +421,10 @@ def _handler(sim: PartnerSim) -> type[BaseHTTPRequestHandler]:
             with sim.lock:
                 sim.requests += 1
                 request_id = f"{sim.name}-{sim.requests}"
+            if not sim.check_bodies:  # sink mode (benchmarks): answer as the partner, unread
+                status, text = sim.success
+                self._reply(status, text)
+                return
             fault = sim.draw_fault()
             if fault == "reset":
                 self.close_connection = True
@@ -467,9 +472,12 @@ class Sandbox:
         ports: dict[str, int] | None = None,
         record: Path | None = None,
         secrets: dict[str, str] | None = None,
+        check_bodies: bool = True,
     ) -> None:
         names = names or list(SIMS)
         self.sims = {name: SIMS[name]((secrets or {}).get(name), record) for name in names}
+        for sim in self.sims.values():
+            sim.check_bodies = check_bodies
         self.ports = ports or dict.fromkeys(names, 0)
         self.servers: dict[str, ThreadingHTTPServer] = {}
         self.threads: list[threading.Thread] = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -139,7 +140,7 @@ class Validator:
         self.results: dict[str, dict[str, ExpectationResult]] = {}
 
     def validate(
-        self, family: str, table: pa.Table, positions: list[tuple[int, int]]
+        self, family: str, table: pa.Table, positions: Sequence[tuple[int, int]]
     ) -> dict[int, list[str]]:
         """Validate rows of one family; returns row index -> failing rule reasons (suite order)."""
         checks = checks_for(family, self.bounds)

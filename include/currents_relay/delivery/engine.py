@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 import requests
 
 from currents_relay.catalogue import LINEAGE_FIELDS
+from currents_relay.delivery.http_wire import http_json
 from currents_relay.delivery.ledger import Ledger, batch_id
 from currents_relay.delivery.partner import Outcome, Partner, dumps
 from currents_relay.delivery.pii import PiiPolicy
@@ -194,6 +195,13 @@ class Delivery:
         self.planned_batches = 0
         self._deadline = 0.0
         self._stopped = False
+        # Partners that take Braze's own event shape, unchanged, get it from `http_json`.
+        kind = type(partner)
+        self._http_wire = (
+            kind.wire_event is Partner.wire_event
+            and kind.route is Partner.route
+            and not self.pii.active
+        )
 
     # -- selection -----------------------------------------------------------------------------
     def _event_types(self) -> list[tuple[str, list[str]]]:
@@ -258,6 +266,11 @@ class Delivery:
                 if name not in OFF_THE_WIRE and frame[name].null_count() < frame.height
             ]
         )
+        encoded = http_json(frame) if self._http_wire else None
+        if encoded is not None:  # Braze's own event shape: encoded by polars, chunk at once
+            for event_id, body in zip(frame["id"].to_list(), encoded, strict=True):
+                yield _Event(event_type, event_id, body, "")
+            return
         columns = frame.to_dict(as_series=False)
         apply_pii = self.pii.apply if self.pii.active else None
         wire_event, route = self.partner.wire_event, self.partner.route
