@@ -5,9 +5,9 @@
 2. Remove what the ledger says the partner already acknowledged (and, unless replaying, what
    it refused for good), so no retry, re-run, late file or split ever re-sends an
    acknowledged event, whatever the batch boundaries become.
-3. Batch per event type in the lake's order (files by name, rows as written: a re-run of the
+3. Batch in the lake's order (event types, files by name, rows as written: a re-run of the
    hour reproduces it), streamed a row group at a time, cut at the partner's count and byte
-   limits.
+   limits; batches run across event types, so they are full.
 4. Send with Braze's retry contract (`delivery.partner`): back off with jitter on 429/5xx/
    timeouts/resets, honouring `Retry-After`, within a time budget; split on 413; split to
    single events on 400 and dead-letter those still refused; stop on 401/403/404.
@@ -212,6 +212,11 @@ class Delivery:
             event_type = folder.split("/event_type=", 1)[1].split("/", 1)[0]
             out.append((event_type, sorted(fs.glob(f"{folder}/*.parquet"))))
         return out
+
+    def _events(self) -> Iterator[_Event]:
+        """Every event type's events to send, one type after the other."""
+        for event_type, files in self._event_types():
+            yield from self._select(event_type, files)
 
     def _select(self, event_type: str, files: list[str]) -> Iterator[_Event]:
         """Count the type's events and yield the ones to send, encoded, in the lake's order.
@@ -419,18 +424,16 @@ class Delivery:
 
     def _run(self, started: float) -> dict[str, Any]:
         error: DeliveryError | None = None
-        for event_type, files in self._event_types():
-            events = self._select(event_type, files)
-            if error is None:
-                try:
-                    for batch in self._batches(events):
-                        self.planned_batches += 1
-                        if not self.dry_run:
-                            self._send(batch)
-                except DeliveryError as stop:
-                    error, self._stopped = stop, True
-            for _ in events:
-                pass  # after a stop, keep counting, so the report shows every pending event
+        events = self._events()
+        try:  # batches run across event types, so only the hour's last batch is partly filled
+            for batch in self._batches(events):
+                self.planned_batches += 1
+                if not self.dry_run:
+                    self._send(batch)
+        except DeliveryError as stop:
+            error, self._stopped = stop, True
+        for _ in events:
+            pass  # after a stop, keep counting, so the report shows every pending event
         self.ledger.close()
         report = self.counts(time.monotonic() - started, error)
         if not self.dry_run:

@@ -17,10 +17,11 @@ journal into one Parquet file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,17 +88,25 @@ class Journal:
         self._file.close()
 
 
-def read_journal(fs: Any, path: str) -> pa.Table:
+def journal_batches(fs: Any, path: str) -> Iterator[pa.RecordBatch]:
     """The whole records of a journal; a run killed mid-append leaves a torn last record."""
-    batches: list[pa.RecordBatch] = []
+    # A torn tail ends the stream: everything before it was acknowledged and stays.
+    with fs.open(path, "rb") as handle, contextlib.suppress(pa.ArrowInvalid, OSError, EOFError):
+        yield from pa.ipc.open_stream(handle)
+
+
+def read_journal(fs: Any, path: str) -> pa.Table:
+    return pa.Table.from_batches(list(journal_batches(fs, path)), schema=ACK_SCHEMA)
+
+
+def ledger_batches(fs: Any, path: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """A ledger file (Parquet or journal), a slice at a time: never the whole hour at once."""
+    if path.endswith(".arrows"):
+        for batch in journal_batches(fs, path):
+            yield batch.select(columns)
+        return
     with fs.open(path, "rb") as handle:
-        try:
-            reader = pa.ipc.open_stream(handle)
-            for batch in reader:
-                batches.append(batch)
-        except (pa.ArrowInvalid, OSError, EOFError):
-            pass  # a torn tail: everything before it was acknowledged and stays
-    return pa.Table.from_batches(batches, schema=ACK_SCHEMA)
+        yield from pq.ParquetFile(handle).iter_batches(batch_size=65_536, columns=columns)
 
 
 class Ledger:
@@ -121,14 +130,11 @@ class Ledger:
             return keys
         paths = fs.glob(f"{folder}/{prefix}*.parquet") + fs.glob(f"{folder}/{prefix}*.arrows")
         for path in paths:
-            if path.endswith(".arrows"):
-                table = read_journal(fs, path).select(["event_type", "id"])
-            else:
-                with fs.open(path, "rb") as handle:
-                    table = pq.read_table(handle, columns=["event_type", "id"])
-            for event_type in pc.unique(table["event_type"]).to_pylist():
-                ids = table.filter(pc.equal(table["event_type"], event_type))["id"]
-                keys.setdefault(event_type, KeySet()).add(keys_of(ids))
+            for batch in ledger_batches(fs, path, ["event_type", "id"]):
+                table = pa.Table.from_batches([batch])
+                for event_type in pc.unique(table["event_type"]).to_pylist():
+                    ids = table.filter(pc.equal(table["event_type"], event_type))["id"]
+                    keys.setdefault(event_type, KeySet()).add(keys_of(ids))
         return keys
 
     @staticmethod
@@ -154,14 +160,14 @@ class Ledger:
 
     def acknowledge(self, events: list[tuple[str, str]], batch: str, status: int) -> None:
         """Record a 2xx: call it before sending anything else (see the module's notes)."""
-        now = datetime.now(UTC)
+        n = len(events)
         table = pa.table(
             {
                 "event_type": [t for t, _ in events],
                 "id": [i for _, i in events],
-                "batch_id": [batch] * len(events),
-                "status": [status] * len(events),
-                "acknowledged_at": [now] * len(events),
+                "batch_id": [batch] * n,
+                "status": [status] * n,
+                "acknowledged_at": [datetime.now(UTC)] * n,
             },
             schema=ACK_SCHEMA,
         )
@@ -182,11 +188,26 @@ class Ledger:
         if journal is None:
             return
         journal.close()
-        table = read_journal(self.lake.fs, journal.path)
-        if table.num_rows:
-            name = journal.path.rsplit("/", 1)[1].removesuffix(".arrows")
-            self._write(self.ack_dir, f"{name}.parquet", table)
+        name = journal.path.rsplit("/", 1)[1].removesuffix(".arrows")
+        self._fold(journal.path, f"{self.ack_dir}/{name}.parquet")
         self.lake.fs.rm(journal.path)
+
+    def _fold(self, journal: str, target: str) -> None:
+        """Copy a journal into one Parquet file, streaming (written under a temporary name)."""
+        fs = self.lake.fs
+        temporary = f"{target.rsplit('/', 1)[0]}/.{uuid.uuid4().hex}.tmp"
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        with fs.open(temporary, "wb") as sink, pq.ParquetWriter(sink, ACK_SCHEMA) as writer:
+            for batch in journal_batches(fs, journal):
+                pending.append(batch)
+                rows += batch.num_rows
+                if rows >= 65_536:
+                    writer.write_table(pa.Table.from_batches(pending, schema=ACK_SCHEMA))
+                    pending, rows = [], 0
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending, schema=ACK_SCHEMA))
+        fs.mv(temporary, target)
 
     def dead_letter(
         self, events: list[tuple[str, str, str]], batch: str, status: int, reason: str
