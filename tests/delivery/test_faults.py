@@ -34,8 +34,12 @@ def delivery(lake, sandbox, name) -> Delivery:
 @pytest.mark.parametrize("name", PARTNERS)
 def test_thirty_percent_failures_lose_nothing_and_resend_nothing(lake, sandbox, name):
     sim = sandbox.sims[name]
-    sim.faults = Faults(
-        rate=0.3, statuses=[429, 500, 502, 503], modes=["status", "status", "reset"], retry_after=0
+    sim.faults = Faults(  # the first two requests fail for sure, then three in ten at random
+        rate=0.3,
+        next=2,
+        statuses=[429, 500, 502, 503],
+        modes=["status", "status", "reset"],
+        retry_after=0,
     )
     counts = delivery(lake, sandbox, name).run()
     stats = sim.stats()
