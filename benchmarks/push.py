@@ -57,13 +57,9 @@ import requests
 limit = int(sys.argv[8])
 dry = Delivery(lake, hour, partner, Selection(), dry_run=True)
 bodies = []
-for event_type, files in dry._event_types():
-    for batch in dry._batches(dry._select(event_type, files)):
-        request = partner.request(partner.body([e.encoded for e in batch], "bench"), "bench",
-                                  batch[0].route)
-        bodies.append((request.url, request.headers, request.body))
-        if len(bodies) == limit:
-            break
+for batch in dry._batches(dry._chunks()):
+    request = partner.request(partner.body(batch.encoded(), "bench"), "bench", batch.route)
+    bodies.append((request.url, request.headers, request.body))
     if len(bodies) == limit:
         break
 session = requests.Session()

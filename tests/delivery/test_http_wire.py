@@ -79,3 +79,23 @@ def test_nulls_are_left_out_and_custom_properties_are_spliced_as_json():
         }
     )
     assert_same_events(frame)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain", "tab\there", 'a "quote"', "back\\slash", "nul\x00", "\x1f", "ünï €", ""],
+)
+def test_strings_integers_and_booleans_written_without_the_encoder_stay_exact(text):
+    frame = pl.DataFrame(
+        {
+            "event_type": ["users.messages.email.Click"] * 3,
+            "id": ["a", "b", "c"],
+            "time": [1, None, -(2**62)],
+            "external_user_id": ["u1", None, "u3"],
+            "url": [text, "https://example.com/x?y=1", None],
+            "is_amp": [True, None, False],
+        }
+    )
+    assert assert_same_events(frame) == 3
+    encoded = http_json(frame)
+    assert encoded is not None and b'"is_amp":false' in encoded[2] and b"is_amp" not in encoded[1]

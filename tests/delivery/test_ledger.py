@@ -13,8 +13,8 @@ HOUR = "2026-11-01T10"
 OPEN = "users.messages.email.Open"
 
 
-def batch(n: int, start: int = 0) -> list[tuple[str, str]]:
-    return [(OPEN, f"id-{i}") for i in range(start, start + n)]
+def batch(n: int, start: int = 0) -> list[tuple[str, list[str]]]:
+    return [(OPEN, [f"id-{i}" for i in range(start, start + n)])]
 
 
 def known(lake_url: str) -> int:

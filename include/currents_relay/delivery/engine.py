@@ -6,8 +6,9 @@
    it refused for good), so no retry, re-run, late file or split ever re-sends an
    acknowledged event, whatever the batch boundaries become.
 3. Batch in the lake's order (event types, files by name, rows as written: a re-run of the
-   hour reproduces it), streamed a row group at a time, cut at the partner's count and byte
-   limits; batches run across event types, so they are full.
+   hour reproduces it), streamed a row group at a time and encoded a chunk at a time, cut at
+   the partner's count and byte limits by `delivery.batching` (no per-event Python); batches
+   run across event types, so they are full.
 4. Send with Braze's retry contract (`delivery.partner`): back off with jitter on 429/5xx/
    timeouts/resets, honouring `Retry-After`, within a time budget; split on 413; split to
    single events on 400 and dead-letter those still refused; stop on 401/403/404.
@@ -37,6 +38,7 @@ import pyarrow.parquet as pq
 import requests
 
 from currents_relay.catalogue import LINEAGE_FIELDS
+from currents_relay.delivery.batching import Batch, Chunk, Limits, cut_batches
 from currents_relay.delivery.http_wire import http_json
 from currents_relay.delivery.ledger import Ledger, batch_id
 from currents_relay.delivery.partner import Outcome, Partner, dumps
@@ -95,14 +97,6 @@ class DeliveryStopped(DeliveryError):
 
 class DeliveryIncomplete(DeliveryError):
     """The retry budget ran out with events still pending."""
-
-
-@dataclass
-class _Event:
-    event_type: str
-    id: str
-    encoded: bytes
-    route: str = ""  # requests never mix routes (mParticle: one feed's credentials a request)
 
 
 @dataclass
@@ -213,28 +207,31 @@ class Delivery:
             out.append((event_type, sorted(fs.glob(f"{folder}/*.parquet"))))
         return out
 
-    def _events(self) -> Iterator[_Event]:
+    def _chunks(self) -> Iterator[Chunk]:
         """Every event type's events to send, one type after the other."""
         for event_type, files in self._event_types():
             yield from self._select(event_type, files)
 
-    def _select(self, event_type: str, files: list[str]) -> Iterator[_Event]:
+    def _select(self, event_type: str, files: list[str]) -> Iterator[Chunk]:
         """Count the type's events and yield the ones to send, encoded, in the lake's order.
 
-        The lake's files are read a row group at a time and turned into Python objects a chunk
-        at a time, so memory stays flat in hour size. The order is deterministic (a re-run of an
-        hour writes the same files), so the same events form the same batches. Once delivery
-        has stopped (`self._stopped`), chunks are only counted, so every pending event shows.
+        The lake's files are read a row group at a time (only the columns that can go on the
+        wire) and encoded a chunk at a time, so memory stays flat in hour size. The order is
+        deterministic (a re-run of an hour writes the same files), so the same events form the
+        same batches. Once delivery has stopped (`self._stopped`), chunks are only counted, so
+        every pending event shows.
         """
         accepted = self.selection.accepts(event_type, self.partner.default_event_types)
         for path in files:
             with self.lake.fs.open(path, "rb") as handle:
-                for batch in pq.ParquetFile(handle).iter_batches(batch_size=ENCODE_CHUNK_ROWS):
+                parquet = pq.ParquetFile(handle)
+                columns = [name for name in parquet.schema_arrow.names if name not in OFF_THE_WIRE]
+                for batch in parquet.iter_batches(batch_size=ENCODE_CHUNK_ROWS, columns=columns):
                     yield from self._select_chunk(
                         event_type, pa.Table.from_batches([batch]), accepted
                     )
 
-    def _select_chunk(self, event_type: str, table: pa.Table, accepted: bool) -> Iterator[_Event]:
+    def _select_chunk(self, event_type: str, table: pa.Table, accepted: bool) -> Iterator[Chunk]:
         self.considered += table.num_rows
         if not accepted:
             self.skipped["event_type"] += table.num_rows
@@ -261,67 +258,66 @@ class Delivery:
             todo &= ~dead
         if self._stopped or not todo.any():
             return
-        frame = frame.filter(pl.Series(todo))
-        # Derived and lineage columns never go on the wire, and columns that are null
-        # throughout would only be dropped again by the wire mapping.
+        if not todo.all():
+            frame = frame.filter(pl.Series(todo))
+        # Columns that are null throughout would only be dropped again by the wire mapping.
         frame = frame.select(
-            [
-                name
-                for name in frame.columns
-                if name not in OFF_THE_WIRE and frame[name].null_count() < frame.height
-            ]
+            [name for name in frame.columns if frame[name].null_count() < frame.height]
         )
+        ids = frame["id"].to_list()
         encoded = http_json(frame) if self._http_wire else None
         if encoded is not None:  # Braze's own event shape: encoded by polars, chunk at once
-            for event_id, body in zip(frame["id"].to_list(), encoded, strict=True):
-                yield _Event(event_type, event_id, body, "")
+            yield Chunk(event_type, ids, encoded)
             return
         columns = frame.to_dict(as_series=False)
         apply_pii = self.pii.apply if self.pii.active else None
         wire_event, route = self.partner.wire_event, self.partner.route
-        for values in zip(*columns.values(), strict=True):
+        routed: dict[str, Chunk] = {}  # requests never mix routes (mParticle: one feed each)
+        for event_id, values in zip(ids, zip(*columns.values(), strict=True), strict=True):
             row = dict(zip(columns, values, strict=True))
             if apply_pii:
                 row = apply_pii(row)
-            yield _Event(event_type, row["id"], dumps(wire_event(row)), route(row))
+            where = route(row)
+            chunk = routed.get(where) or routed.setdefault(where, Chunk(event_type, [], [], where))
+            chunk.ids.append(event_id)
+            chunk.encoded.append(dumps(wire_event(row)))
+        yield from routed.values()
 
-    # -- batching ------------------------------------------------------------------------------
-    def _batches(self, events: Iterable[_Event]) -> Iterator[list[_Event]]:
-        """Cut events (in order) into requests within the partner's limits; never mix routes."""
+    def _limits(self) -> Limits:
         partner = self.partner
-        limit = partner.max_bytes - partner.overhead
-        event_limit = min(limit - partner.event_overhead, partner.max_event_bytes or limit)
-        open_batches: dict[str, tuple[list[_Event], int]] = {}
-        for event in events:
-            n = len(event.encoded) + partner.event_overhead + 1
-            if len(event.encoded) > event_limit:
-                self._dead_letter(
-                    [event], 413, f"too_large: {len(event.encoded)} bytes > {event_limit}"
-                )
-                continue
-            current, size = open_batches.get(event.route, ([], 0))
-            if current and (len(current) >= partner.max_events or size + n > limit):
-                yield current
-                current, size = [], 0
-            current.append(event)
-            open_batches[event.route] = (current, size + n)
-        for current, _ in open_batches.values():
-            if current:
-                yield current
+        return Limits(
+            max_events=partner.max_events,
+            max_bytes=partner.max_bytes - partner.overhead,
+            event_overhead=partner.event_overhead,
+            max_event_bytes=partner.max_event_bytes,
+        )
+
+    def _batches(self, chunks: Iterable[Chunk]) -> Iterator[Batch]:
+        """Requests within the partner's limits; events too large to send are dead-lettered."""
+        limits = self._limits()
+        too_large: list[Chunk] = []
+        for batch in cut_batches(chunks, limits, too_large):
+            self._dead_letter_too_large(too_large, limits)
+            yield batch
+        self._dead_letter_too_large(too_large, limits)
+
+    def _dead_letter_too_large(self, found: list[Chunk], limits: Limits) -> None:
+        for one in found:
+            size = len(one.encoded[0])
+            self._dead_letter(Batch((one,)), 413, f"too_large: {size} bytes > {limits.event_limit}")
+        found.clear()
 
     # -- sending -------------------------------------------------------------------------------
-    def _dead_letter(self, events: list[_Event], status: int, reason: str) -> None:
+    def _dead_letter(self, batch: Batch, status: int, reason: str) -> None:
         if self.dry_run:
             return
-        payloads = [(e.event_type, e.id, e.encoded.decode()) for e in events]
-        self.ledger.dead_letter(
-            payloads, batch_id((e.event_type, e.id) for e in events), status, reason
-        )
-        self.dead_now += len(events)
+        payloads = [(t, i, encoded.decode()) for t, i, encoded in batch.events()]
+        self.ledger.dead_letter(payloads, batch_id(batch.runs()), status, reason)
+        self.dead_now += len(payloads)
         log.warning(
             "%s: dead-lettered %d event(s): HTTP %s %s",
             self.partner.name,
-            len(events),
+            len(payloads),
             status,
             reason[:200],
         )
@@ -339,11 +335,11 @@ class Delivery:
             return retry_after + random.uniform(0, 0.1)
         return random.uniform(0, min(self.policy.max_delay, self.policy.base_delay * 2**attempt))
 
-    def _send(self, batch: list[_Event]) -> None:
+    def _send(self, batch: Batch) -> None:
         name = self.partner.name
-        bid = batch_id((e.event_type, e.id) for e in batch)
-        body = self.partner.body([e.encoded for e in batch], bid)
-        request = self.partner.request(body, bid, batch[0].route)
+        bid = batch_id(batch.runs())
+        body = self.partner.body(batch.encoded(), bid)
+        request = self.partner.request(body, bid, batch.route)
         if self.gzip:  # limits are checked on the uncompressed body, so they hold either way
             request = replace(
                 request,
@@ -379,10 +375,11 @@ class Delivery:
                 "%s: batch %s (%d events, %d bytes) -> %s", name, bid, len(batch), len(body), status
             )
             if outcome is Outcome.DONE:
-                self.ledger.acknowledge([(e.event_type, e.id) for e in batch], bid, status)
-                self.delivered_now += len(batch)
+                events = len(batch)
+                self.ledger.acknowledge(batch.runs(), bid, status)
+                self.delivered_now += events
                 self.stats.bytes_sent += len(body)
-                self.stats.sent_events += len(batch)
+                self.stats.sent_events += events
                 return
             if outcome is Outcome.RETRY:
                 self.stats.retries += 1
@@ -401,9 +398,8 @@ class Delivery:
                 self._dead_letter(batch, status, text or f"HTTP {status}")
                 return
             self.stats.splits += 1
-            middle = len(batch) // 2
-            self._send(batch[:middle])
-            self._send(batch[middle:])
+            for half in batch.halves():
+                self._send(half)
             return
 
     # -- the run -------------------------------------------------------------------------------
@@ -424,15 +420,15 @@ class Delivery:
 
     def _run(self, started: float) -> dict[str, Any]:
         error: DeliveryError | None = None
-        events = self._events()
+        chunks = self._chunks()
         try:  # batches run across event types, so only the hour's last batch is partly filled
-            for batch in self._batches(events):
+            for batch in self._batches(chunks):
                 self.planned_batches += 1
                 if not self.dry_run:
                     self._send(batch)
         except DeliveryError as stop:
             error, self._stopped = stop, True
-        for _ in events:
+        for _ in chunks:
             pass  # after a stop, keep counting, so the report shows every pending event
         self.ledger.close()
         report = self.counts(time.monotonic() - started, error)

@@ -6,13 +6,20 @@ is null), and each object joins its non-null members: `{"event_type", "id", "tim
 {...}, "properties": {...}}` with exactly the keys `to_http` writes, the stored JSON of
 custom or purchase properties spliced in as it is. Rows with `extra` (fields the catalogue does not
 know) return None: the caller takes the row path. Tests prove both give the same events.
+
+A member is written by polars' JSON encoder (`struct.json_encode`, ~60 ns a value) only where
+plain concatenation could be wrong: integers and booleans are their own JSON, and a string
+column whose bytes hold no quote, backslash or control character (checked a column's buffer
+at once, a few GB/s) is its value in quotes; about half the encoding time of a chunk.
 """
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from currents_relay.catalogue import USER_FIELDS, lookup
 from currents_relay.normalize import RESERVED
@@ -35,7 +42,7 @@ def http_json(frame: pl.DataFrame) -> list[bytes] | None:
     properties = [
         c for c in frame.columns if c not in RESERVED and c not in USER_FIELDS and c != raw
     ]
-    property_members = [_member(c) for c in properties]
+    property_members = [_member(frame[c]) for c in properties]
     if raw:
         property_members.append(
             pl.when(pl.col(raw).is_not_null()).then(
@@ -45,9 +52,9 @@ def http_json(frame: pl.DataFrame) -> list[bytes] | None:
     encoded = pl.concat_str(
         [
             pl.lit("{"),
-            _members([_member(c) for c in head]),
+            _members([_member(frame[c]) for c in head]),
             pl.lit(',"user":{'),
-            _members([_member(c) for c in user]),
+            _members([_member(frame[c]) for c in user]),
             pl.lit('},"properties":{'),
             _members(property_members),
             pl.lit("}}"),
@@ -56,12 +63,37 @@ def http_json(frame: pl.DataFrame) -> list[bytes] | None:
     return frame.select(encoded.cast(pl.Binary)).to_series().to_list()
 
 
-def _member(column: str) -> pl.Expr:
+def _member(column: pl.Series) -> pl.Expr:
     """`"name":value` where the value is not null, else null (left out of its object)."""
-    pair = (
-        pl.struct(pl.col(column)).struct.json_encode().str.strip_prefix("{").str.strip_suffix("}")
-    )
-    return pl.when(pl.col(column).is_not_null()).then(pair)
+    name, kind = column.name, column.dtype
+    if kind.is_integer() or kind == pl.Boolean:  # nulls stay null through concat_str
+        return pl.concat_str([pl.lit(f"{json.dumps(name)}:"), pl.col(name).cast(pl.String)])
+    if kind == pl.String and _plain(column):
+        return pl.concat_str([pl.lit(f'{json.dumps(name)}:"'), pl.col(name), pl.lit('"')])
+    pair = pl.struct(pl.col(name)).struct.json_encode().str.strip_prefix("{").str.strip_suffix("}")
+    return pl.when(pl.col(name).is_not_null()).then(pair)
+
+
+def _plain(strings: pl.Series) -> bool:
+    """Whether no value of a string column needs escaping in JSON: no `"`, `\\` or byte < 0x20
+    (UTF-8 never uses those bytes inside a multi-byte character)."""
+    for chunk in pa.chunked_array([strings.to_arrow()]).cast(pa.large_string()).chunks:
+        if not len(chunk):
+            continue
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)
+        data = chunk.buffers()[2]
+        if data is None:
+            continue
+        start, stop = offsets[chunk.offset], offsets[chunk.offset + len(chunk)]
+        values = memoryview(data)[start:stop]
+        if not values:
+            continue
+        if np.frombuffer(values, dtype=np.uint8).min() < 0x20:
+            return False
+        raw = bytes(values)
+        if b'"' in raw or b"\\" in raw:
+            return False
+    return True
 
 
 def _members(members: list[pl.Expr]) -> pl.Expr:

@@ -22,8 +22,9 @@ import hashlib
 import io
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -57,10 +58,15 @@ DEAD_SCHEMA = pa.schema(
 )
 
 
-def batch_id(events: Iterable[tuple[str, str]]) -> str:
-    """A digest of a batch's (event_type, id) pairs: names the request and feeds partner dedup
-    keys (mParticle's `source_request_id`), so the same batch always gets the same id."""
-    text = "".join(f"{event_type}\x1f{event_id}\x1e" for event_type, event_id in events)
+def batch_id(runs: Iterable[tuple[str, Sequence[str]]]) -> str:
+    """A digest of a batch's events, given as (event_type, ids) runs: names the request and
+    feeds partner dedup keys (mParticle's `source_request_id`), so the same batch always gets
+    the same id. It hashes `<event_type>\x1f<id>\x1e` per event, however the runs are cut."""
+    text = "".join(
+        f"{event_type}\x1f" + f"\x1e{event_type}\x1f".join(ids) + "\x1e"
+        for event_type, ids in runs
+        if ids
+    )
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()  # one update: same digest
 
 
@@ -157,17 +163,23 @@ class Ledger:
         fs.pipe_file(temporary, buffer.getvalue())
         fs.mv(temporary, f"{folder}/{name}")
 
-    def acknowledge(self, events: list[tuple[str, str]], batch: str, status: int) -> None:
-        """Record a 2xx: call it before sending anything else (see the module's notes)."""
-        n = len(events)
-        table = pa.table(
-            {
-                "event_type": [t for t, _ in events],
-                "id": [i for _, i in events],
-                "batch_id": [batch] * n,
-                "status": [status] * n,
-                "acknowledged_at": [time.time_ns() // 1000] * n,  # µs: 30x faster than datetimes
-            },
+    def acknowledge(
+        self, runs: Sequence[tuple[str, Sequence[str]]], batch: str, status: int
+    ) -> None:
+        """Record a 2xx for (event_type, ids) runs: call it before sending anything else (see
+        the module's notes)."""
+        ids = pa.array(list(chain.from_iterable(run_ids for _, run_ids in runs)), pa.string())
+        n = len(ids)
+        types = [pa.repeat(pa.scalar(t, pa.string()), len(run_ids)) for t, run_ids in runs]
+        now = time.time_ns() // 1000  # µs: 30x faster than datetimes
+        table = pa.Table.from_arrays(
+            [
+                pa.concat_arrays(types) if types else pa.array([], pa.string()),
+                ids,
+                pa.repeat(pa.scalar(batch, pa.string()), n),
+                pa.repeat(pa.scalar(status, pa.int32()), n),
+                pa.repeat(pa.scalar(now, ACK_SCHEMA.field("acknowledged_at").type), n),
+            ],
             schema=ACK_SCHEMA,
         )
         # The in-memory sets only serve selection, which is done before a type is sent:
