@@ -39,7 +39,6 @@ import requests
 
 from currents_relay.catalogue import LINEAGE_FIELDS
 from currents_relay.delivery.batching import Batch, Chunk, Limits, cut_batches
-from currents_relay.delivery.http_wire import http_json
 from currents_relay.delivery.ledger import Ledger, batch_id
 from currents_relay.delivery.partner import Outcome, Partner, dumps
 from currents_relay.delivery.pii import PiiPolicy
@@ -189,13 +188,9 @@ class Delivery:
         self.planned_batches = 0
         self._deadline = 0.0
         self._stopped = False
-        # Partners that take Braze's own event shape, unchanged, get it from `http_json`.
-        kind = type(partner)
-        self._http_wire = (
-            kind.wire_event is Partner.wire_event
-            and kind.route is Partner.route
-            and not self.pii.active
-        )
+        # Chunks are encoded a column at a time (`Partner.wire_frame`) unless events need one
+        # route each or the PII policy rewrites rows.
+        self._frame_wire = type(partner).route is Partner.route and not self.pii.active
 
     # -- selection -----------------------------------------------------------------------------
     def _event_types(self) -> list[tuple[str, list[str]]]:
@@ -265,8 +260,8 @@ class Delivery:
             [name for name in frame.columns if frame[name].null_count() < frame.height]
         )
         ids = frame["id"].to_list()
-        encoded = http_json(frame) if self._http_wire else None
-        if encoded is not None:  # Braze's own event shape: encoded by polars, chunk at once
+        encoded = self.partner.wire_frame(frame) if self._frame_wire else None
+        if encoded is not None:  # encoded by polars, a column at a time
             yield Chunk(event_type, ids, encoded)
             return
         columns = frame.to_dict(as_series=False)

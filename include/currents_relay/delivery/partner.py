@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import orjson
+import polars as pl
 
+from currents_relay.delivery.http_wire import http_json
 from currents_relay.normalize import to_http
 
 
@@ -96,6 +98,14 @@ class Partner:
     def wire_event(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """A canonical row in the partner's event shape (default: Braze's HTTP event)."""
         return to_http(row)
+
+    def wire_frame(self, frame: pl.DataFrame) -> list[bytes] | None:
+        """`wire_event` for a whole chunk of one event type, encoded a column at a time, or None
+        for the row path (`wire_event` then `dumps`, a row at a time). A partner that overrides
+        `wire_event` overrides this too, or keeps None."""
+        if type(self).wire_event is not Partner.wire_event:
+            return None
+        return http_json(frame)
 
     def route(self, row: Mapping[str, Any]) -> str:
         """Which credentials/endpoint an event needs; one request never mixes routes."""
