@@ -220,17 +220,16 @@ class Delivery:
         for path in files:
             with self.lake.fs.open(path, "rb") as handle:
                 parquet = pq.ParquetFile(handle)
+                if not accepted:  # counted from the footer; the rows are never read
+                    self.considered += parquet.metadata.num_rows
+                    self.skipped["event_type"] += parquet.metadata.num_rows
+                    continue
                 columns = [name for name in parquet.schema_arrow.names if name not in OFF_THE_WIRE]
                 for batch in parquet.iter_batches(batch_size=ENCODE_CHUNK_ROWS, columns=columns):
-                    yield from self._select_chunk(
-                        event_type, pa.Table.from_batches([batch]), accepted
-                    )
+                    yield from self._select_chunk(event_type, pa.Table.from_batches([batch]))
 
-    def _select_chunk(self, event_type: str, table: pa.Table, accepted: bool) -> Iterator[Chunk]:
+    def _select_chunk(self, event_type: str, table: pa.Table) -> Iterator[Chunk]:
         self.considered += table.num_rows
-        if not accepted:
-            self.skipped["event_type"] += table.num_rows
-            return
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
         identities = [name for name in self.selection.identities if name in frame.columns]
