@@ -6,19 +6,22 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from currents_relay.delivery.engine import Delivery, RetryPolicy, Selection
+from currents_relay.delivery.engine import Delivery, DeliveryIncomplete, RetryPolicy, Selection
 from currents_relay.delivery.ledger import Ledger
+from currents_relay.delivery.partner import Endpoint
 from currents_relay.delivery.push import build_partner
 from currents_relay.destinations import destinations
 from currents_relay.hours import parse_hour
 from currents_relay.ingest import process_hour
 from currents_relay.lake import Lake
+from currents_relay.partners.custom_http import CustomHttp
 from currents_relay.sandbox import Faults
 from tests.conftest import HOUR
 from tests.delivery.conftest import PARTNERS, endpoint
@@ -50,6 +53,31 @@ def test_thirty_percent_failures_lose_nothing_and_resend_nothing(lake, sandbox, 
     )  # faults happen before acceptance: no acknowledged batch was resent
 
 
+def test_read_timeouts_are_retried_and_counted(lake, sandbox):
+    sim = sandbox.sims["custom_http"]
+    sim.faults = Faults(next=2, modes=["slow"], delay=1.0)  # two answers come too late
+    partner = build_partner(destinations()["custom_http"], endpoint(sandbox, "custom_http"))
+    policy = RetryPolicy(budget_seconds=60, base_delay=0.005, max_delay=0.02, read_timeout=0.3)
+    push = Delivery(str(lake), HOUR, partner, Selection(), policy)
+    counts = push.run()
+    assert counts["statuses"].get("ReadTimeoutError") == 2 and counts["retries"] == 2
+    assert counts["delivered"] == counts["selected"] == sim.stats()["unique_events"]
+
+
+def test_an_unreachable_partner_leaves_everything_pending_when_the_budget_ends(lake):
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    partner = CustomHttp(Endpoint(f"http://127.0.0.1:{port}", password="sandbox-secret"))
+    policy = RetryPolicy(budget_seconds=0.5, base_delay=0.01, max_delay=0.05)
+    push = Delivery(str(lake), HOUR, partner, Selection(), policy)
+    with pytest.raises(DeliveryIncomplete, match="retry budget"):
+        push.run()
+    counts = push.counts()
+    assert counts["retries"] >= 2 and set(counts["statuses"]) == {"NewConnectionError"}
+    assert counts["delivered"] == 0 and counts["pending"] == counts["selected"] > 0
+
+
 def acknowledged(lake, destination: str) -> int:
     ledger = Ledger(Lake(str(lake)), destination, HOUR)
     return sum(len(keys) for keys in ledger.acknowledged.values())
@@ -57,7 +85,8 @@ def acknowledged(lake, destination: str) -> int:
 
 KILLED_PUSH = """
 import sys
-from currents_relay.delivery.engine import Delivery, RetryPolicy, Selection
+from currents_relay.delivery.engine import Delivery, DeliveryIncomplete, RetryPolicy, Selection
+from currents_relay.delivery.partner import Endpoint
 from currents_relay.delivery.ledger import Ledger
 from currents_relay.delivery.partner import Endpoint
 from currents_relay.partners.custom_http import CustomHttp

@@ -32,10 +32,11 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import certifi
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-import requests
+import urllib3
 
 from currents_relay.catalogue import LINEAGE_FIELDS
 from currents_relay.delivery.batching import Batch, Chunk, Limits, cut_batches
@@ -140,13 +141,23 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
-def new_session() -> requests.Session:
-    """One keep-alive session per task; retries are ours, not urllib3's."""
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+# Failures on the way (refused, reset, timed out, TLS): retried with backoff, like a 5xx.
+TRANSPORT_ERRORS = (
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.TimeoutError,  # connect and read timeouts; refused connections
+    urllib3.exceptions.SSLError,
+    urllib3.exceptions.ProxyError,
+)
+
+
+def new_pool() -> urllib3.PoolManager:
+    """One keep-alive connection pool per task; retries and redirects are ours, not urllib3's.
+
+    urllib3 itself rather than `requests` on top of it: requests spends ~0.45 ms of Python
+    on each request (hooks, cookies, merged settings), which halved the request rate of
+    100-event batches on loopback (1,160 vs 2,500 requests/s).
+    """
+    return urllib3.PoolManager(num_pools=4, maxsize=4, retries=False, ca_certs=certifi.where())
 
 
 class Delivery:
@@ -160,7 +171,7 @@ class Delivery:
         selection: Selection = Selection(),
         policy: RetryPolicy = RetryPolicy(),
         *,
-        session: requests.Session | None = None,
+        pool: urllib3.PoolManager | None = None,
         dry_run: bool = False,
         replay: bool = False,
         sleep: Callable[[float], None] = time.sleep,
@@ -170,7 +181,8 @@ class Delivery:
         self.partner = partner
         self.selection = selection
         self.policy = policy
-        self.session = session or new_session()
+        self.pool = pool or new_pool()
+        self._timeout = urllib3.Timeout(connect=policy.connect_timeout, read=policy.read_timeout)
         self.dry_run = dry_run
         self.replay = replay
         self.sleep = sleep
@@ -344,13 +356,14 @@ class Delivery:
         while True:
             self.stats.requests += 1
             try:
-                response = self.session.post(
+                response = self.pool.request(
+                    "POST",
                     request.url,
-                    data=request.body,
+                    body=request.body,
                     headers=request.headers,
-                    timeout=(self.policy.connect_timeout, self.policy.read_timeout),
+                    timeout=self._timeout,
                 )
-            except (requests.ConnectionError, requests.Timeout) as error:
+            except TRANSPORT_ERRORS as error:
                 self.stats.statuses[type(error).__name__] += 1
                 log.info(
                     "%s: batch %s: %s; retrying",
@@ -362,7 +375,7 @@ class Delivery:
                 self._wait(self._backoff(attempt, None))
                 attempt += 1
                 continue
-            status = response.status_code
+            status = response.status
             self.stats.statuses[str(status)] += 1
             outcome = self.partner.classify(status)
             log.info(
@@ -387,7 +400,7 @@ class Delivery:
                     f"{name}: HTTP {status} from the partner: check the connection currents_{name} "
                     "(credentials, URL, source enabled); undelivered events stay pending"
                 )
-            text = self.partner.redact(response.text[:500])
+            text = self.partner.redact(response.data[:2000].decode("utf-8", "replace")[:500])
             if len(batch) == 1:
                 self._dead_letter(batch, status, text or f"HTTP {status}")
                 return
