@@ -96,9 +96,9 @@ def test_push_holds_one_chunk_and_opens_each_lake_file_once(hours, tmp_path, mon
     held: list[int] = []
     real_chunk = Delivery._select_chunk
 
-    def measuring_chunk(self, event_type, table):
-        held.append(table.num_rows)
-        return real_chunk(self, event_type, table)
+    def measuring_chunk(self, event_type, frame):
+        held.append(frame.height)
+        return real_chunk(self, event_type, frame)
 
     monkeypatch.setattr(Delivery, "_select_chunk", measuring_chunk)
     with Sandbox(names=["custom_http"]) as sandbox:

@@ -6,8 +6,11 @@ import uuid
 
 import fsspec
 
+from currents_relay.delivery.engine import Delivery, Selection
 from currents_relay.delivery.ledger import Ledger, read_journal
 from currents_relay.lake import Lake
+from currents_relay.partners.custom_http import CustomHttp
+from tests.delivery.conftest import endpoint
 
 HOUR = "2026-11-01T10"
 OPEN = "users.messages.email.Open"
@@ -17,8 +20,9 @@ def batch(n: int, start: int = 0) -> list[tuple[str, list[str]]]:
     return [(OPEN, [f"id-{i}" for i in range(start, start + n)])]
 
 
-def known(lake_url: str) -> int:
-    return sum(len(keys) for keys in Ledger(Lake(lake_url), "d", HOUR).acknowledged.values())
+def known(lake_url: str, destination: str = "d") -> int:
+    ledger = Ledger(Lake(lake_url), destination, HOUR)
+    return sum(len(keys) for keys in ledger.acknowledged.values())
 
 
 def test_local_run_appends_to_one_journal_then_folds_it_into_one_parquet(tmp_path):
@@ -54,3 +58,22 @@ def test_object_stores_get_one_atomic_object_per_acknowledgement():
     names = [p.rsplit("/", 1)[1] for p in fs.find(url.removeprefix("memory://"))]
     assert len(names) == 2 and all(n.startswith("ack-b") for n in names)
     assert known(url) == 15
+
+
+def test_a_push_from_an_object_store_lake_delivers_every_event_once(ingested_lake, sandbox):
+    url = f"memory://lake-{uuid.uuid4().hex}"
+    fs = fsspec.filesystem("memory")
+    for path in ingested_lake.rglob("*.parquet"):
+        fs.pipe_file(
+            f"{url.removeprefix('memory://')}/{path.relative_to(ingested_lake)}", path.read_bytes()
+        )
+    partner = CustomHttp(endpoint(sandbox, "custom_http"))
+    counts = Delivery(url, HOUR, partner, Selection()).run()
+    assert (
+        counts["delivered"]
+        == counts["selected"]
+        == sandbox.sims["custom_http"].stats()["unique_events"]
+    )
+    assert counts["selected"] > 1_000 and known(url, "custom_http") == counts["selected"]
+    again = Delivery(url, HOUR, partner, Selection()).run()  # nothing is sent twice
+    assert again["requests"] == 0 and again["delivered"] == counts["delivered"]
