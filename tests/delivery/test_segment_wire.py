@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 
 import polars as pl
-import pyarrow.parquet as pq
 import pytest
 
 from currents_relay.delivery.partner import Endpoint
-from currents_relay.http_batch import http_tables
 from currents_relay.partners.segment import Segment
-from tests.conftest import http_samples, load
-from tests.delivery.test_http_wire import wire_frame
+from tests.delivery.test_http_wire import lake_frames, sample_frames
 
 PLAIN = Segment(Endpoint("https://x", password="wk"))
 ANONYMOUS = Segment(
@@ -31,26 +28,14 @@ def assert_same_messages(partner: Segment, frame: pl.DataFrame) -> int:
 
 @pytest.mark.parametrize("partner", [PLAIN, ANONYMOUS], ids=["plain", "anonymous-id"])
 def test_every_event_type_of_a_generated_hour(ingested_lake, partner):
-    checked = 0
-    for path in sorted(ingested_lake.glob("events/event_type=*/hour=*/*.parquet")):
-        frame = wire_frame(pl.from_arrow(pq.read_table(path)))
-        if "extra" in frame.columns:  # rows with unknown fields take the row path
-            frame = frame.filter(pl.col("extra").is_null()).drop("extra")
-        checked += assert_same_messages(partner, frame)
+    checked = sum(assert_same_messages(partner, frame) for frame in lake_frames(ingested_lake))
     assert checked > 4_000
 
 
 @pytest.mark.samples
 def test_every_real_sample(samples):
-    events = [load(p) | {"id": f"{i}"} for i, p in enumerate(http_samples())]
-    lineage = {
-        "source_uri": ["u"] * len(events),
-        "source_offset": list(range(len(events))),
-        "ingested_at": [None] * len(events),
-    }
-    tables, _ = http_tables(events, lineage)
-    for table in tables.values():
-        assert_same_messages(ANONYMOUS, wire_frame(pl.from_arrow(table)))
+    for frame in sample_frames():
+        assert_same_messages(ANONYMOUS, frame)
 
 
 def test_truthiness_nulls_and_nested_properties_follow_the_row_path():
