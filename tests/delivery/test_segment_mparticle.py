@@ -17,7 +17,7 @@ from currents_relay.delivery.pii import PiiPolicy
 from currents_relay.delivery.push import build_partner
 from currents_relay.destinations import destinations
 from currents_relay.normalize import to_canonical
-from currents_relay.partners.mparticle import MParticle
+from currents_relay.partners.mparticle import MParticle, attribute_text, split_wire_event
 from currents_relay.partners.segment import REGIONS, Segment, event_name
 from tests.conftest import HOUR, http_samples, load
 from tests.delivery.conftest import endpoint
@@ -356,3 +356,16 @@ def test_pii_policy_hashes_or_drops_marked_fields_but_never_identities():
     assert "email_address" not in dropped and dropped["user_agent"] == "Mozilla"
     with pytest.raises(ValueError, match="unknown action"):
         PiiPolicy.from_options({"pii": "encrypt"})
+
+
+@pytest.mark.parametrize("user", [None, "", "u-1", 'quo"te', "back\\", '","event":{', "ünï"])
+def test_mparticle_splits_its_wire_events_as_a_json_parser_would(user):
+    row = {"event_type": "users.messages.email.Open", "id": "e", "time": 1, "x": '","event":'}
+    message = mparticle().wire_event(row | {"external_user_id": user})
+    encoded = orjson.dumps(message)
+    assert split_wire_event(encoded) == (user or "", orjson.dumps(message["event"]))
+
+
+@pytest.mark.parametrize("value", [True, False, 0, -7, 2**70, 1.5, 1e20, ["a", "b"], "s"])
+def test_mparticle_attribute_text_is_the_values_json(value):
+    assert attribute_text(value) == (value if isinstance(value, str) else json.dumps(value))
