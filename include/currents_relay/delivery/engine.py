@@ -159,6 +159,21 @@ def new_pool() -> urllib3.PoolManager:
     return urllib3.PoolManager(num_pools=4, maxsize=4, retries=False, ca_certs=certifi.where())
 
 
+def _routed(
+    event_type: str, ids: list[str], encoded: list[bytes], routes: list[str]
+) -> list[Chunk]:
+    """A chunk's events, one chunk per route (requests never mix routes: mParticle's feeds)."""
+    first = routes[0] if routes else ""
+    if all(where == first for where in routes):
+        return [Chunk(event_type, ids, encoded, first)]
+    routed: dict[str, Chunk] = {}
+    for event_id, body, where in zip(ids, encoded, routes, strict=True):
+        chunk = routed.get(where) or routed.setdefault(where, Chunk(event_type, [], [], where))
+        chunk.ids.append(event_id)
+        chunk.encoded.append(body)
+    return list(routed.values())
+
+
 class Delivery:
     """Push one hour of the lake to one partner."""
 
@@ -199,9 +214,9 @@ class Delivery:
         self.planned_batches = 0
         self._deadline = 0.0
         self._stopped = False
-        # Chunks are encoded a column at a time (`Partner.wire_frame`) unless events need one
-        # route each or the PII policy rewrites rows.
-        self._frame_wire = type(partner).route is Partner.route and not self.pii.active
+        # Chunks are encoded a column at a time (`Partner.wire_frame`) unless the PII policy
+        # rewrites rows.
+        self._frame_wire = not self.pii.active
 
     # -- selection -----------------------------------------------------------------------------
     def _event_types(self) -> list[tuple[str, list[str]]]:
@@ -271,23 +286,23 @@ class Delivery:
             [name for name in frame.columns if frame[name].null_count() < frame.height]
         )
         ids = frame["id"].to_list()
-        encoded = self.partner.wire_frame(frame) if self._frame_wire else None
-        if encoded is not None:  # encoded by polars, a column at a time
-            yield Chunk(event_type, ids, encoded)
-            return
+        if self._frame_wire:  # encoded by polars, a column at a time
+            routes = self.partner.frame_routes(frame)
+            encoded = self.partner.wire_frame(frame) if routes is not None else None
+            if encoded is not None:
+                yield from _routed(event_type, ids, encoded, routes)
+                return
         columns = frame.to_dict(as_series=False)
         apply_pii = self.pii.apply if self.pii.active else None
         wire_event, route = self.partner.wire_event, self.partner.route
-        routed: dict[str, Chunk] = {}  # requests never mix routes (mParticle: one feed each)
-        for event_id, values in zip(ids, zip(*columns.values(), strict=True), strict=True):
+        encoded, routes = [], []
+        for values in zip(*columns.values(), strict=True):
             row = dict(zip(columns, values, strict=True))
             if apply_pii:
                 row = apply_pii(row)
-            where = route(row)
-            chunk = routed.get(where) or routed.setdefault(where, Chunk(event_type, [], [], where))
-            chunk.ids.append(event_id)
-            chunk.encoded.append(dumps(wire_event(row)))
-        yield from routed.values()
+            routes.append(route(row))
+            encoded.append(dumps(wire_event(row)))
+        yield from _routed(event_type, ids, encoded, routes)
 
     def _limits(self) -> Limits:
         partner = self.partner

@@ -111,6 +111,13 @@ class Partner:
         """Which credentials/endpoint an event needs; one request never mixes routes."""
         return ""
 
+    def frame_routes(self, frame: pl.DataFrame) -> list[str] | None:
+        """`route` for each row of a chunk, or None: every row takes the route "". A partner
+        that overrides `route` overrides this too, or its chunks take the row path."""
+        if type(self).route is not Partner.route:
+            return None
+        return [""] * frame.height
+
     def body(self, events: list[bytes], batch_id: str = "") -> bytes:
         """The request body holding already-encoded events (default `{"events": [...]}`)."""
         return b'{"events":[' + b",".join(events) + b"]}"

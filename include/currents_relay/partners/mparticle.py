@@ -32,7 +32,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import orjson
+import polars as pl
 
+from currents_relay.delivery import json_columns as js
+from currents_relay.delivery.http_wire import wire_chunk_ok
 from currents_relay.delivery.partner import ConfigurationError, Endpoint, Partner, Request
 from currents_relay.partners.segment import BRAZE_PARTNER_EVENT_TYPES, event_name
 
@@ -155,6 +158,81 @@ class MParticle(Partner):
     def route(self, row: Mapping[str, Any]) -> str:
         platform = str(row.get("platform") or "").lower()
         return platform if platform in FEEDS and platform in self.credentials() else UNBOUND
+
+    def frame_routes(self, frame: pl.DataFrame) -> list[str] | None:
+        """`route` for each row of a chunk."""
+        feeds = [feed for feed in FEEDS if feed in self.credentials()]
+        if "platform" not in frame.columns or not feeds:
+            return [UNBOUND] * frame.height
+        platform = pl.col("platform").cast(pl.String).str.to_lowercase()
+        route = pl.when(platform.is_in(feeds)).then(platform).otherwise(pl.lit(UNBOUND))
+        return frame.select(route).to_series().to_list()
+
+    def wire_frame(self, frame: pl.DataFrame) -> list[bytes] | None:
+        """`wire_event` for a whole chunk of one event type, a column at a time (tests prove
+        both write the same events and count the same adjustments). Chunks with float or list
+        attributes (written as Python's `json.dumps` writes them) or over 100 attributes take
+        the row path."""
+        if frame.height == 0:
+            return []
+        if not wire_chunk_ok(frame) or not frame.schema.get("time", pl.Null).is_integer():
+            return None
+        names = [  # a column null throughout has no attribute to write
+            name
+            for name in frame.columns
+            if name not in SKIP_ATTRIBUTES and frame.schema[name] != pl.Null
+        ]
+        kinds = [frame.schema[name] for name in names]
+        if len(names) > MAX_ATTRIBUTES or not all(
+            kind == pl.String or kind == pl.Boolean or kind.is_integer() for kind in kinds
+        ):
+            return None
+        strings = [name for name, kind in zip(names, kinds, strict=True) if kind == pl.String]
+        too_long = (
+            frame.select(
+                [(pl.col(name).str.len_chars() > MAX_VALUE_CHARS).sum() for name in strings]
+            ).row(0)
+            if strings
+            else ()
+        )
+        if sum(too_long):
+            self.adjustments["values_truncated"] += sum(too_long)
+            frame = frame.with_columns(
+                pl.col(name).str.slice(0, MAX_VALUE_CHARS) for name in strings
+            )
+        attributes = [
+            js.column_member(frame[name])
+            if kind == pl.String
+            else js.member(
+                name, pl.concat_str([pl.lit('"'), pl.col(name).cast(pl.String), pl.lit('"')])
+            )
+            for name, kind in zip(names, kinds, strict=True)
+        ]
+        event_type = frame["event_type"][0]
+        customer = (
+            js.value(frame["external_user_id"]).fill_null("null")
+            if "external_user_id" in frame.columns
+            else pl.lit("null")
+        )
+        data = [
+            js.member(
+                "event_name", js.literal(event_name(event_type, self.options.get("event_names")))
+            ),
+            js.member(
+                "custom_event_type", js.literal(EVENT_TYPE_CATEGORY.get(event_type, "other"))
+            ),
+            js.member("custom_attributes", js.json_object(attributes)),
+            js.member("timestamp_unixtime_ms", (pl.col("time") * 1000).cast(pl.String)),
+            js.column_member(frame["id"], "source_message_id"),
+        ]
+        event = [
+            js.member("event_type", js.literal("custom_event")),
+            js.member("data", js.json_object(data)),
+        ]
+        message = js.json_object(
+            [js.member("customer_id", customer), js.member("event", js.json_object(event))]
+        )
+        return js.rows_as_bytes(frame, message)
 
     def _attributes(self, row: Mapping[str, Any]) -> dict[str, str]:
         attributes: dict[str, str] = {}
