@@ -20,17 +20,9 @@ from currents_relay.delivery.json_columns import (
     member,
     members,
     rows_as_bytes,
+    wire_chunk_ok,
 )
 from currents_relay.normalize import RESERVED
-
-
-def wire_chunk_ok(frame: pl.DataFrame) -> bool:
-    """Whether a chunk can be encoded a column at a time: one event type, no `extra`."""
-    if "extra" in frame.columns and frame["extra"].null_count() < frame.height:
-        return False  # fields the catalogue does not know: the row path writes them
-    if "event_type" not in frame.columns or frame["event_type"].null_count():
-        return False
-    return frame["event_type"].n_unique() == 1
 
 
 def http_json(frame: pl.DataFrame) -> list[bytes] | None:

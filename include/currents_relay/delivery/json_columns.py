@@ -16,6 +16,18 @@ import polars as pl
 import pyarrow as pa
 
 
+def wire_chunk_ok(frame: pl.DataFrame, integer_time: bool = False) -> bool:
+    """Whether a chunk can be encoded a column at a time: one event type, no `extra` (fields
+    the catalogue does not know: the row path writes them) and, if asked, integer `time`."""
+    if "extra" in frame.columns and frame["extra"].null_count() < frame.height:
+        return False
+    if "event_type" not in frame.columns or frame["event_type"].null_count():
+        return False
+    if integer_time and not frame.schema.get("time", pl.Null).is_integer():
+        return False
+    return frame["event_type"].n_unique() == 1
+
+
 def key(name: str) -> str:
     """`"name":` as orjson writes it."""
     return orjson.dumps(name).decode() + ":"

@@ -35,7 +35,6 @@ import orjson
 import polars as pl
 
 from currents_relay.delivery import json_columns as js
-from currents_relay.delivery.http_wire import wire_chunk_ok
 from currents_relay.delivery.partner import ConfigurationError, Endpoint, Partner, Request
 from currents_relay.partners.segment import BRAZE_PARTNER_EVENT_TYPES, event_name
 
@@ -175,7 +174,7 @@ class MParticle(Partner):
         the row path."""
         if frame.height == 0:
             return []
-        if not wire_chunk_ok(frame) or not frame.schema.get("time", pl.Null).is_integer():
+        if not js.wire_chunk_ok(frame, integer_time=True):
             return None
         names = [  # a column null throughout has no attribute to write
             name

@@ -32,7 +32,6 @@ import polars as pl
 
 from currents_relay.catalogue import USER_FIELDS, lookup
 from currents_relay.delivery import json_columns as js
-from currents_relay.delivery.http_wire import wire_chunk_ok
 from currents_relay.delivery.partner import ConfigurationError, Partner, Request
 
 REGIONS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
@@ -252,20 +251,19 @@ class Segment(Partner):
         both write the same messages)."""
         if frame.height == 0:
             return []
-        if not wire_chunk_ok(frame) or not frame.schema.get("time", pl.Null).is_integer():
+        if not js.wire_chunk_ok(frame, integer_time=True):
             return None
         columns = set(frame.columns)
         event_type = frame["event_type"][0]
 
-        def when_truthy(json_key: str, column: str) -> pl.Expr | None:
-            if column not in columns:
-                return None
+        def when_truthy(json_key: str, column: str) -> pl.Expr:
             return pl.when(js.truthy(frame[column])).then(js.column_member(frame[column], json_key))
 
-        identity = [when_truthy("userId", "external_user_id")]
+        identities = [("userId", "external_user_id")]
         if self.anonymous_id_field:
-            identity.append(when_truthy("anonymousId", self.anonymous_id_field))
-        identity_member = pl.coalesce([m for m in identity if m is not None] or [pl.lit(None)])
+            identities.append(("anonymousId", self.anonymous_id_field))
+        identity = [when_truthy(k, c) for k, c in identities if c in columns]
+        identity_member = pl.coalesce(identity or [pl.lit(None)])
         properties = [
             js.column_member(frame[c])
             for c in frame.columns
@@ -279,7 +277,7 @@ class Segment(Partner):
         os = [when_truthy(k, c) for k, c in OS_MEMBERS if c in columns]
         context = [js.member("integration", js.literal({"name": "Braze", "version": "currents"}))]
         context.append(js.member("device", js.optional_object(device)))
-        context.append(js.member("os", js.optional_object([m for m in os if m is not None])))
+        context.append(js.member("os", js.optional_object(os)))
         context.extend(when_truthy(k, c) for k, c in CONTEXT_MEMBERS if c in columns)
         name = event_name(event_type, self.options.get("event_names"))
         timestamp = pl.from_epoch(pl.col("time"), time_unit="s").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
