@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from currents_relay.delivery.batching import Batch, Chunk, Limits, cut_batches
+from currents_relay.delivery.batching import Batch, Chunk, Encoded, Limits, cut_batches
 from currents_relay.delivery.ledger import batch_id
 
 
@@ -43,7 +43,8 @@ def random_chunks(rng: random.Random, routes: int) -> list[Chunk]:
         n = rng.choice([0, 1, 2, 7, 50, 300])
         ids = [f"{c}-{i}" for i in range(n)]
         sizes = [rng.choice([5, 40, 90, 200, 700, 1_500]) for _ in range(n)]
-        chunks.append(Chunk(event_type, ids, [b"x" * s for s in sizes], route))
+        events = [i.encode().ljust(s, b"x") for i, s in zip(ids, sizes, strict=True)]
+        chunks.append(Chunk(event_type, ids, Encoded.of(events), route))
     return chunks
 
 
@@ -64,6 +65,8 @@ def test_chunked_batches_equal_the_per_event_rule(seed):
     too_large: list[Chunk] = []
     batches = list(cut_batches(chunks, limits, too_large))
     assert sorted(map(flat, batches)) == sorted(expected)  # routes interleave in any order
+    for batch in batches:  # a body is its events joined, from the chunks' buffers
+        assert batch.body(b"[", b"]") == b"[" + b",".join(batch.encoded()) + b"]"
     assert [(c.event_type, c.ids[0], c.encoded[0], c.route) for c in too_large] == (
         expected_too_large
     )
@@ -75,19 +78,31 @@ def test_chunked_batches_equal_the_per_event_rule(seed):
 
 def test_an_event_at_the_byte_limit_goes_alone():
     limits = Limits(max_events=10, max_bytes=100)
-    chunk = Chunk("t", ["a", "b", "c"], [b"x" * 100, b"y" * 10, b"z" * 100])
+    chunk = Chunk("t", ["a", "b", "c"], Encoded.of([b"x" * 100, b"y" * 10, b"z" * 100]))
     assert [len(b) for b in cut_batches([chunk], limits)] == [1, 1, 1]
 
 
 @pytest.mark.parametrize("sizes", [[1, 1], [3, 4, 1], [2, 2, 2, 2, 2], [1, 6]])
 def test_halves_split_at_the_middle_event(sizes):
     parts = tuple(
-        Chunk(f"t{p}", [f"{p}-{i}" for i in range(n)], [b"{}"] * n) for p, n in enumerate(sizes)
+        Chunk(f"t{p}", [f"{p}-{i}" for i in range(n)], Encoded.of([b"{}"] * n))
+        for p, n in enumerate(sizes)
     )
     batch = Batch(parts)
     first, rest = batch.halves()
     assert len(first) == len(batch) // 2 and len(first) + len(rest) == len(batch)
     assert list(first.events()) + list(rest.events()) == list(batch.events())
+
+
+def test_encoded_events_slice_and_take_without_losing_bytes():
+    events = [b'{"a":1}', b"", b'"x,y"', b"[" * 300]
+    encoded = Encoded.of(events)
+    assert list(encoded) == events and encoded.sizes().tolist() == list(map(len, events))
+    assert list(encoded.slice(1, 3)) == events[1:3]
+    assert bytes(encoded.slice(1, 4).joined()) == b",".join(events[1:4])
+    assert list(encoded.take([3, 0, 2])) == [events[3], events[0], events[2]]
+    assert list(encoded.slice(1, 4).take([2, 0])) == [events[3], events[1]]
+    assert len(Encoded.of([])) == 0 and len(encoded.take([])) == 0
 
 
 def test_batch_id_hashes_each_event_however_the_runs_are_cut():

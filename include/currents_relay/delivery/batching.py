@@ -1,19 +1,80 @@
 """Cutting encoded events into requests within a partner's limits, a chunk at a time.
 
-Events arrive as `Chunk`s (consecutive events of one event type and route, already encoded);
-a `Batch` is one request's worth: slices of chunks, in order. Cut points are found with a
-cumulative sum and a binary search per batch, so nothing here loops over events in Python:
-the batches are exactly those of the greedy rule "add events in order while the batch stays
-within the count and byte limits", which a test checks against a per-event version.
+Events arrive as `Chunk`s (consecutive events of one event type and route, already encoded,
+back to back in one buffer); a `Batch` is one request's worth: slices of chunks, in order.
+Cut points are found with a cumulative sum and a binary search per batch, so nothing here
+loops over events in Python: the batches are exactly those of the greedy rule "add events in
+order while the batch stays within the count and byte limits", which a test checks against a
+per-event version. A batch's body is its chunks' buffers joined, never one object per event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+
+
+class Encoded:
+    """Encoded events back to back, each followed by a comma: event i is
+    `buffer[bounds[i]:bounds[i + 1] - 1]`, so consecutive events are one slice."""
+
+    __slots__ = ("bounds", "buffer")
+
+    def __init__(self, buffer: np.ndarray | bytes, bounds: np.ndarray) -> None:
+        self.buffer = memoryview(buffer).cast("B")
+        self.bounds = bounds
+
+    @classmethod
+    def of(cls, events: Sequence[bytes]) -> Encoded:
+        sizes = np.fromiter(map(len, events), dtype=np.int64, count=len(events))
+        bounds = np.zeros(len(events) + 1, dtype=np.int64)
+        np.cumsum(sizes + 1, out=bounds[1:])
+        return cls(b",".join(events) + b"," if events else b"", bounds)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Encoded]) -> Encoded:
+        """The events of `parts`, one after the other, in a buffer of their own."""
+        bounds = [np.zeros(1, dtype=np.int64)]
+        base = 0
+        for part in parts:
+            bounds.append(part.bounds[1:] - part.bounds[0] + base)
+            base += int(part.bounds[-1] - part.bounds[0])
+        buffer = b"".join(part.buffer[part.bounds[0] : part.bounds[-1]] for part in parts)
+        return cls(buffer, np.concatenate(bounds))
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def __getitem__(self, index: int) -> bytes:
+        return bytes(self.buffer[self.bounds[index] : self.bounds[index + 1] - 1])
+
+    def __iter__(self) -> Iterator[bytes]:
+        for index in range(len(self)):
+            yield self[index]
+
+    def slice(self, start: int, stop: int) -> Encoded:
+        return Encoded(self.buffer, self.bounds[start : stop + 1])
+
+    def take(self, indices: list[int]) -> Encoded:
+        """The events at `indices`, in that order, in a buffer of their own."""
+        at = np.asarray(indices, dtype=np.int64)
+        starts = self.bounds[at]
+        sizes = self.bounds[at + 1] - starts  # with their commas
+        bounds = np.zeros(len(at) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=bounds[1:])
+        gather = np.repeat(starts - bounds[:-1], sizes) + np.arange(bounds[-1])
+        return Encoded(np.frombuffer(self.buffer, dtype=np.uint8)[gather], bounds)
+
+    def sizes(self) -> np.ndarray:
+        """Each event's bytes (without its comma)."""
+        return np.diff(self.bounds) - 1
+
+    def joined(self) -> memoryview:
+        """The events joined with commas (no copy)."""
+        return self.buffer[self.bounds[0] : self.bounds[-1] - 1]
 
 
 class Chunk(NamedTuple):
@@ -21,14 +82,21 @@ class Chunk(NamedTuple):
 
     event_type: str
     ids: list[str]
-    encoded: list[bytes]
+    encoded: Encoded
     route: str = ""
 
     def __len__(self) -> int:  # type: ignore[override]  # events, not fields
         return len(self.ids)
 
     def part(self, start: int, stop: int) -> Chunk:
-        return Chunk(self.event_type, self.ids[start:stop], self.encoded[start:stop], self.route)
+        return Chunk(
+            self.event_type, self.ids[start:stop], self.encoded.slice(start, stop), self.route
+        )
+
+    def take(self, indices: list[int]) -> Chunk:
+        """The events at `indices`, in that order (their bytes copied)."""
+        ids = [self.ids[i] for i in indices]
+        return Chunk(self.event_type, ids, self.encoded.take(indices), self.route)
 
 
 @dataclass(frozen=True)
@@ -45,10 +113,16 @@ class Batch:
         return self.parts[0].route
 
     def encoded(self) -> list[bytes]:
-        events: list[bytes] = []
+        """Each event's JSON (for bodies that regroup events)."""
+        return [event for part in self.parts for event in part.encoded]
+
+    def body(self, head: bytes, tail: bytes) -> bytes:
+        """`head`, the events joined with commas, `tail`: one copy of the events' bytes."""
+        pieces: list[bytes | memoryview] = [head]
         for part in self.parts:
-            events.extend(part.encoded)
-        return events
+            pieces += (part.encoded.joined(), b",")
+        pieces[-1] = tail
+        return b"".join(pieces)
 
     def runs(self) -> list[tuple[str, list[str]]]:
         """(event_type, ids) runs, as the ledger records them."""
@@ -121,21 +195,16 @@ def cut_batches(
     for chunk in chunks:
         if not len(chunk):
             continue
-        lengths = np.fromiter(map(len, chunk.encoded), dtype=np.int64, count=len(chunk))
+        lengths = chunk.encoded.sizes()
         if int(lengths.max()) > limits.event_limit:
             oversized = np.flatnonzero(lengths > limits.event_limit)
             if too_large is not None:
                 too_large.extend(chunk.part(i, i + 1) for i in oversized.tolist())
             keep = np.flatnonzero(lengths <= limits.event_limit).tolist()
-            chunk = Chunk(
-                chunk.event_type,
-                [chunk.ids[i] for i in keep],
-                [chunk.encoded[i] for i in keep],
-                chunk.route,
-            )
-            lengths = lengths[keep]
             if not keep:
                 continue
+            chunk = chunk.take(keep)
+            lengths = chunk.encoded.sizes()
         current = opened.setdefault(chunk.route, _Open())
         ends = np.cumsum(lengths + (limits.event_overhead + 1))  # bytes up to each event's end
         start, base = 0, 0  # base: bytes of this chunk already placed in earlier batches

@@ -33,12 +33,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import certifi
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import urllib3
 
 from currents_relay.catalogue import LINEAGE_FIELDS
-from currents_relay.delivery.batching import Batch, Chunk, Limits, cut_batches
+from currents_relay.delivery.batching import Batch, Chunk, Encoded, Limits, cut_batches
 from currents_relay.delivery.ledger import Ledger, batch_id
 from currents_relay.delivery.partner import Outcome, Partner, dumps
 from currents_relay.delivery.pii import PiiPolicy
@@ -48,7 +49,7 @@ from currents_relay.lake import Lake
 
 log = logging.getLogger(__name__)
 OFF_THE_WIRE = frozenset(("timestamp", *LINEAGE_FIELDS))
-ENCODE_CHUNK_ROWS = 5_000  # rows turned into Python objects at a time
+ENCODE_CHUNK_ROWS = 20_000  # rows written at a time
 
 
 @dataclass(frozen=True)
@@ -159,19 +160,19 @@ def new_pool() -> urllib3.PoolManager:
     return urllib3.PoolManager(num_pools=4, maxsize=4, retries=False, ca_certs=certifi.where())
 
 
-def _routed(
-    event_type: str, ids: list[str], encoded: list[bytes], routes: list[str]
-) -> list[Chunk]:
+def _routed(event_type: str, ids: list[str], encoded: Encoded, routes: list[str]) -> list[Chunk]:
     """A chunk's events, one chunk per route (requests never mix routes: mParticle's feeds)."""
-    first = routes[0] if routes else ""
-    if all(where == first for where in routes):
-        return [Chunk(event_type, ids, encoded, first)]
-    routed: dict[str, Chunk] = {}
-    for event_id, body, where in zip(ids, encoded, routes, strict=True):
-        chunk = routed.get(where) or routed.setdefault(where, Chunk(event_type, [], [], where))
-        chunk.ids.append(event_id)
-        chunk.encoded.append(body)
-    return list(routed.values())
+    chunk = Chunk(event_type, ids, encoded, routes[0] if routes else "")
+    if all(where == chunk.route for where in routes):
+        return [chunk]
+    indices: dict[str, list[int]] = {}
+    for index, where in enumerate(routes):
+        indices.setdefault(where, []).append(index)
+    routed = []
+    for where, rows in indices.items():
+        part = chunk.take(rows)
+        routed.append(Chunk(event_type, part.ids, part.encoded, where))
+    return routed
 
 
 class Delivery:
@@ -214,7 +215,7 @@ class Delivery:
         self.planned_batches = 0
         self._deadline = 0.0
         self._stopped = False
-        # Chunks are encoded a column at a time (`Partner.wire_frame`) unless the PII policy
+        # Chunks are written from templates (`Partner.wire_frame`) unless the PII policy
         # rewrites rows.
         self._frame_wire = not self.pii.active
 
@@ -286,23 +287,44 @@ class Delivery:
             [name for name in frame.columns if frame[name].null_count() < frame.height]
         )
         ids = frame["id"].to_list()
-        if self._frame_wire:  # encoded by polars, a column at a time
+        if self._frame_wire:
             routes = self.partner.frame_routes(frame)
-            encoded = self.partner.wire_frame(frame) if routes is not None else None
-            if encoded is not None:
+            encoded = self._written(frame) if routes is not None else None
+            if encoded is not None and routes is not None:
                 yield from _routed(event_type, ids, encoded, routes)
                 return
+        encoded, routes = self._rows_written(frame)
+        yield from _routed(event_type, ids, encoded, routes)
+
+    def _written(self, frame: pl.DataFrame) -> Encoded | None:
+        """A chunk written from the partner's template (`Partner.wire_frame`), or None. Rows
+        with fields the catalogue does not know (`extra`), which only the row path writes,
+        are written by it and put back in their places."""
+        odd = frame["extra"].is_not_null() if "extra" in frame.columns else None
+        if odd is None or not odd.any():
+            return self.partner.wire_frame(frame)
+        usual = self.partner.wire_frame(frame.filter(~odd))
+        if usual is None:
+            return None
+        unusual, _ = self._rows_written(frame.filter(odd))
+        places = np.empty(frame.height, dtype=np.int64)  # row -> its event in the two parts
+        places[np.flatnonzero(~odd.to_numpy())] = np.arange(len(usual))
+        places[np.flatnonzero(odd.to_numpy())] = np.arange(len(usual), frame.height)
+        return Encoded.concat([usual, unusual]).take(places)
+
+    def _rows_written(self, frame: pl.DataFrame) -> tuple[Encoded, list[str]]:
+        """Each row as `Partner.wire_event` (after the PII policy) writes it, and its route."""
         columns = frame.to_dict(as_series=False)
         apply_pii = self.pii.apply if self.pii.active else None
         wire_event, route = self.partner.wire_event, self.partner.route
-        encoded, routes = [], []
+        events, routes = [], []
         for values in zip(*columns.values(), strict=True):
             row = dict(zip(columns, values, strict=True))
             if apply_pii:
                 row = apply_pii(row)
             routes.append(route(row))
-            encoded.append(dumps(wire_event(row)))
-        yield from _routed(event_type, ids, encoded, routes)
+            events.append(dumps(wire_event(row)))
+        return Encoded.of(events), routes
 
     def _limits(self) -> Limits:
         partner = self.partner
@@ -359,7 +381,7 @@ class Delivery:
     def _send(self, batch: Batch) -> None:
         name = self.partner.name
         bid = batch_id(batch.runs())
-        body = self.partner.body(batch.encoded(), bid)
+        body = self.partner.batch_body(batch, bid)
         request = self.partner.request(body, bid, batch.route)
         if self.gzip:  # limits are checked on the uncompressed body, so they hold either way
             request = replace(

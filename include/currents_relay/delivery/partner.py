@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import orjson
 import polars as pl
 
+from currents_relay.delivery.batching import Batch, Encoded
 from currents_relay.delivery.http_wire import http_json
 from currents_relay.normalize import to_http
 
@@ -99,10 +100,10 @@ class Partner:
         """A canonical row in the partner's event shape (default: Braze's HTTP event)."""
         return to_http(row)
 
-    def wire_frame(self, frame: pl.DataFrame) -> list[bytes] | None:
-        """`wire_event` for a whole chunk of one event type, encoded a column at a time, or None
-        for the row path (`wire_event` then `dumps`, a row at a time). A partner that overrides
-        `wire_event` overrides this too, or keeps None."""
+    def wire_frame(self, frame: pl.DataFrame) -> Encoded | None:
+        """`wire_event` for a whole chunk of one event type, written from a template
+        (`delivery.json_template`), or None for the row path (`wire_event` then `dumps`, a row
+        at a time). A partner that overrides `wire_event` overrides this too, or keeps None."""
         if type(self).wire_event is not Partner.wire_event:
             return None
         return http_json(frame)
@@ -118,9 +119,22 @@ class Partner:
             return None
         return [""] * frame.height
 
+    # A body that is the events joined with commas between these two (None: `body` regroups
+    # them, and is given each event).
+    envelope: ClassVar[tuple[bytes, bytes] | None] = (b'{"events":[', b"]}")
+
     def body(self, events: list[bytes], batch_id: str = "") -> bytes:
-        """The request body holding already-encoded events (default `{"events": [...]}`)."""
-        return b'{"events":[' + b",".join(events) + b"]}"
+        """The request body holding already-encoded events (default: inside `envelope`)."""
+        assert self.envelope, f"{self.name}: a partner without an envelope writes its body"
+        head, tail = self.envelope
+        return head + b",".join(events) + tail
+
+    def batch_body(self, batch: Batch, batch_id: str) -> bytes:
+        """`body` of a batch: its chunks' buffers joined inside the envelope, or `body` of
+        each event where the partner regroups them."""
+        if self.envelope and type(self).body is Partner.body:
+            return batch.body(*self.envelope)
+        return self.body(batch.encoded(), batch_id)
 
     def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
         raise NotImplementedError

@@ -31,7 +31,8 @@ from typing import Any, ClassVar
 import polars as pl
 
 from currents_relay.catalogue import USER_FIELDS, lookup
-from currents_relay.delivery import json_columns as js
+from currents_relay.delivery import json_template as jt
+from currents_relay.delivery.batching import Encoded
 from currents_relay.delivery.partner import ConfigurationError, Partner, Request
 
 REGIONS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
@@ -246,56 +247,59 @@ class Segment(Partner):
         message["context"] = context_of(row)
         return message
 
-    def wire_frame(self, frame: pl.DataFrame) -> list[bytes] | None:
-        """`wire_event` for a whole chunk of one event type, a column at a time (tests prove
+    def wire_frame(self, frame: pl.DataFrame) -> Encoded | None:
+        """`wire_event` for a whole chunk of one event type, from a template (tests prove
         both write the same messages)."""
         if frame.height == 0:
-            return []
-        if not js.wire_chunk_ok(frame, integer_time=True):
+            return Encoded.of([])
+        if not jt.wire_chunk_ok(frame, integer_time=True):
             return None
         columns = set(frame.columns)
         event_type = frame["event_type"][0]
 
-        def when_truthy(json_key: str, column: str) -> pl.Expr:
-            return pl.when(js.truthy(frame[column])).then(js.column_member(frame[column], json_key))
+        def when_truthy(json_key: str, column: str) -> jt.Member:
+            return jt.Member(json_key, jt.value(frame[column]).where(jt.truthy(frame[column])))
 
-        identities = [("userId", "external_user_id")]
-        if self.anonymous_id_field:
-            identities.append(("anonymousId", self.anonymous_id_field))
-        identity = [when_truthy(k, c) for k, c in identities if c in columns]
-        identity_member = pl.coalesce(identity or [pl.lit(None)])
-        properties = [
-            js.column_member(frame[c])
+        identity = []  # userId, else anonymousId: the first truthy one
+        if "external_user_id" in columns:
+            identity.append(when_truthy("userId", "external_user_id"))
+        anonymous = self.anonymous_id_field
+        if anonymous and anonymous in columns and anonymous != "external_user_id":
+            unless = ~jt.truthy(frame["external_user_id"]) if identity else pl.lit(True)
+            leaf = jt.value(frame[anonymous]).where(unless & jt.truthy(frame[anonymous]))
+            identity.append(jt.Member("anonymousId", leaf))
+        properties: list[jt.Member | jt.Constant] = [
+            jt.column(frame, c)
             for c in frame.columns
             if c not in PROPERTY_SKIP and c != "properties"
         ]
         if "properties" in columns:  # stored JSON, spliced in as it is
             nested_key = lookup(event_type).http_properties_key or "properties"
-            properties.append(js.member(nested_key, pl.col("properties")))
-        properties.append(js.member("braze_event_type", js.literal(event_type)))
-        device = [js.column_member(frame[c], k) for k, c in DEVICE_MEMBERS if c in columns]
+            properties.append(jt.Member(nested_key, jt.text(pl.col("properties"))))
+        properties.append(jt.Constant("braze_event_type", event_type))
+        device = [jt.column(frame, c, k) for k, c in DEVICE_MEMBERS if c in columns]
         os = [when_truthy(k, c) for k, c in OS_MEMBERS if c in columns]
-        context = [js.member("integration", js.literal({"name": "Braze", "version": "currents"}))]
-        context.append(js.member("device", js.optional_object(device)))
-        context.append(js.member("os", js.optional_object(os)))
-        context.extend(when_truthy(k, c) for k, c in CONTEXT_MEMBERS if c in columns)
-        name = event_name(event_type, self.options.get("event_names"))
+        context: list[jt.Member | jt.Constant] = [
+            jt.Constant("integration", {"name": "Braze", "version": "currents"}),
+            jt.Member("device", jt.Obj(device, optional=True)),
+            jt.Member("os", jt.Obj(os, optional=True)),
+            *(when_truthy(k, c) for k, c in CONTEXT_MEMBERS if c in columns),
+        ]
         timestamp = pl.from_epoch(pl.col("time"), time_unit="s").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-        message = js.json_object(
+        message = jt.Obj(
             [
-                js.member("type", js.literal("track")),
-                identity_member,
-                js.member("event", js.literal(name)),
-                js.column_member(frame["id"], "messageId"),
-                js.member("timestamp", pl.concat_str([pl.lit('"'), timestamp, pl.lit('"')])),
-                js.member("properties", js.json_object(properties)),
-                js.member("context", js.json_object(context)),
+                jt.Constant("type", "track"),
+                *identity,
+                jt.Constant("event", event_name(event_type, self.options.get("event_names"))),
+                jt.column(frame, "id", "messageId"),
+                jt.Member("timestamp", jt.string(timestamp)),
+                jt.Member("properties", jt.Obj(properties)),
+                jt.Member("context", jt.Obj(context)),
             ]
         )
-        return js.rows_as_bytes(frame, message)
+        return jt.render(frame, message)
 
-    def body(self, events: list[bytes], batch_id: str = "") -> bytes:
-        return b'{"batch":[' + b",".join(events) + b"]}"
+    envelope: ClassVar[tuple[bytes, bytes]] = (b'{"batch":[', b"]}")
 
     def secrets(self) -> list[str]:
         key = self.endpoint.password or ""

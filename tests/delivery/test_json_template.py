@@ -1,0 +1,135 @@
+"""Templates written by the compiled kernel are byte for byte what orjson writes per row."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import orjson
+import polars as pl
+import pytest
+
+from currents_relay.delivery import json_template as jt
+
+INT64 = (-(2**63), 2**63 - 1)
+STRINGS = ["", "plain", "é ü 漢字 🎉", 'quote " here', "back\\slash", "tab\there", "\x00\x1f\x7f",
+           "line\nbreak\r\n", "\u2028\u2029", "\x08\x0c", "a" * 300]  # fmt: skip
+
+
+def expected_row(
+    row: dict[str, Any], template: jt.Obj, sources: dict[int, str]
+) -> dict[str, Any] | None:
+    """What a dict-per-row encoder builds: missing values left out, empty optional objects too.
+    `sources`: id of each member -> the column it writes."""
+    out: dict[str, Any] = {}
+    for member in template.members:
+        if isinstance(member, jt.Constant):
+            out[member.key] = member.value
+        elif isinstance(member.value, jt.Obj):
+            inner = expected_row(row, member.value, sources)
+            if inner is not None:
+                out[member.key] = inner
+        elif row[sources[id(member)]] is not None:
+            out[member.key] = row[sources[id(member)]]
+    return None if template.optional and not out else out
+
+
+def random_template(
+    rng: random.Random, frame: pl.DataFrame, sources: dict[int, str], depth: int = 0
+) -> jt.Obj:
+    members: list[jt.Member | jt.Constant] = []
+    for _ in range(rng.randint(0, 6)):
+        choice = rng.random()
+        if choice < 0.6:
+            name = rng.choice(frame.columns)
+            label = f"{rng.choice(STRINGS[:5])}{name}{len(members)}"  # keys unique in an object
+            members.append(jt.Member(label, jt.value(frame[name])))
+            sources[id(members[-1])] = name
+        elif choice < 0.8 and depth < 3:
+            inner = random_template(rng, frame, sources, depth + 1)
+            members.append(jt.Member(f"o{len(members)}", inner))
+        else:
+            members.append(jt.Constant(f"c{len(members)}", rng.choice([None, 1, "x", {"a": [1]}])))
+    return jt.Obj(members, optional=depth > 0 and rng.random() < 0.5)
+
+
+def random_frame(rng: random.Random, rows: int) -> pl.DataFrame:
+    def maybe(value: Any) -> Any:
+        return None if rng.random() < 0.3 else value
+
+    columns = {
+        "s": [maybe(rng.choice(STRINGS)) for _ in range(rows)],
+        "plain": [maybe(f"id-{i}") for i in range(rows)],
+        "i": [maybe(rng.choice([0, 1, -1, 42, -987654321, *INT64])) for _ in range(rows)],
+        "b": [maybe(rng.random() < 0.5) for _ in range(rows)],
+        "nested": [maybe({"k": rng.choice(STRINGS), "n": rng.randint(-5, 5)}) for _ in range(rows)],
+        "list": [maybe([rng.randint(0, 9) for _ in range(rng.randint(0, 3))]) for _ in range(rows)],
+        "none": [None] * rows,
+    }
+    frame = pl.DataFrame(columns, schema_overrides={"i": pl.Int64, "none": pl.String})
+    return frame.with_columns(pl.int_range(pl.len(), dtype=pl.Int32).alias("i32") - 5)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_templates_write_what_orjson_writes(seed):
+    rng = random.Random(seed)
+    frame = random_frame(rng, rng.choice([1, 2, 17, 300]))
+    sources: dict[int, str] = {}
+    template = random_template(rng, frame, sources)
+    encoded = jt.render(frame, template)
+    expected = [orjson.dumps(expected_row(row, template, sources)) for row in frame.to_dicts()]
+    assert list(encoded) == expected
+    assert bytes(encoded.joined()) == b",".join(expected)
+
+
+def test_every_ascii_byte_and_more_is_escaped_as_orjson_does():
+    values = [chr(i) for i in range(128)] + ["\u2028", "é", "🎉", '\x00x\x1fy"z\\']
+    frame = pl.DataFrame({"v": values})
+    encoded = jt.render(frame, jt.Obj([jt.column(frame, "v")]))
+    assert list(encoded) == [orjson.dumps({"v": v}) for v in values]
+
+
+def test_integers_at_the_edges_of_int64():
+    values = [*INT64, 0, -1, 10, -10, 99, -100, 10**18, -(10**18)]
+    frame = pl.DataFrame({"n": values}, schema={"n": pl.Int64})
+    assert list(jt.render(frame, jt.Obj([jt.column(frame, "n")]))) == [
+        orjson.dumps({"n": n}) for n in values
+    ]
+
+
+def test_floats_are_json_that_reads_back_as_the_same_numbers():
+    values = [0.0, -1.5, 1e-7, 1e22, 123456.789, None]
+    frame = pl.DataFrame({"x": values})
+    encoded = jt.render(frame, jt.Obj([jt.column(frame, "x")]))
+    assert [json.loads(event) for event in encoded] == [
+        {"x": x} if x is not None else {} for x in values
+    ]
+
+
+def test_an_optional_object_with_nothing_present_leaves_out_its_key():
+    frame = pl.DataFrame(
+        {"a": ["x", None], "b": [None, None]}, schema={"a": pl.String, "b": pl.Int64}
+    )
+    template = jt.Obj(
+        [
+            jt.Member("kept", jt.Obj([jt.column(frame, "b")])),
+            jt.Member("opt", jt.Obj([jt.column(frame, "a"), jt.column(frame, "b")], optional=True)),
+            jt.Constant("z", 1),
+        ]
+    )
+    assert list(jt.render(frame, template)) == [
+        b'{"kept":{},"opt":{"a":"x"},"z":1}',
+        b'{"kept":{},"z":1}',
+    ]
+
+
+def test_where_leaves_a_value_out_where_the_condition_fails():
+    frame = pl.DataFrame({"a": ["x", "", None]})
+    template = jt.Obj([jt.Member("a", jt.value(frame["a"]).where(jt.truthy(frame["a"])))])
+    assert list(jt.render(frame, template)) == [b'{"a":"x"}', b"{}", b"{}"]
+
+
+def test_no_rows_no_events():
+    frame = pl.DataFrame({"a": []}, schema={"a": pl.String})
+    assert len(jt.render(frame, jt.Obj([jt.column(frame, "a")]))) == 0
