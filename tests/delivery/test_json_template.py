@@ -75,6 +75,10 @@ def random_frame(rng: random.Random, rows: int) -> pl.DataFrame:
 def test_random_templates_write_what_orjson_writes(seed):
     rng = random.Random(seed)
     frame = random_frame(rng, rng.choice([1, 2, 17, 300]))
+    if rng.random() < 0.3:  # chunks as the engine gets them: slices of what polars read...
+        frame = frame.slice(rng.randrange(frame.height), frame.height)
+    elif rng.random() < 0.4:  # ...and frames of several Arrow chunks each
+        frame = pl.concat([frame, frame.slice(frame.height // 2)], rechunk=False)
     sources: dict[int, str] = {}
     template = random_template(rng, frame, sources)
     encoded = jt.render(frame, template)

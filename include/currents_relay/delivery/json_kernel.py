@@ -1,10 +1,11 @@
 """The compiled loop that writes a chunk's JSON objects: one pass, no Python per event.
 
-`delivery.json_template` turns a partner's event shape into a small program of ops and each
-row's values into columns of bytes (JSON text, strings to quote, integers); `write_rows` runs
-the program once per row, writing straight into one output buffer, with the commas and
-braces an object needs and the members whose value is missing left out. Numba compiles it
-to machine code on first use (cached on disk after that); values are copied with memcpy.
+`delivery.json_template` flattens a partner's event shape into a small program of ops, and
+hands over each leaf's values where polars keeps them (Arrow string views and int64 values,
+read in place: no copy); `write_rows` runs the program once per row, writing straight into
+one output buffer, with the commas and braces an object needs and the members whose value
+is missing left out. Numba compiles it to machine code on first use (cached on disk after
+that); values are copied with memcpy.
 
 Ops (the columns of `program`, `(op, a, b)`):
 - `OPEN a b`: start an object, under the key literal `a` (-1: none); `b` = 1 if it is left
@@ -12,23 +13,32 @@ Ops (the columns of `program`, `(op, a, b)`):
 - `CLOSE`: end the innermost object.
 - `MEMBER a b`: the key literal `a` and the value of leaf `b`, if that value is present.
 - `LITERAL a`: the literal `a`, always present (a whole `"key":value`).
-Leaf kinds: `TEXT` (JSON text, copied as it is), `QUOTED` (string bytes that need no
-escaping, copied in quotes), `ESCAPED` (string bytes escaped as orjson escapes them, in
-quotes), `INTEGER` (int64 written in decimal); a leaf's value is missing where `valid` is 0.
+
+Leaves (the rows of `leaves`: kind, validity bitmap address or 0, values address, offset
+of the first row, index of the first data buffer in `buffers`): `TEXT` (string views of JSON
+text, copied as they are), `STRING` (string views, written in quotes and escaped as orjson
+escapes them: copied as they are unless a quote, backslash or control byte is found,
+8 bytes at a time), `INTEGER` (int64 values, in decimal) and `ABSENT` (no values).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 OPEN, CLOSE, MEMBER, LITERAL = 0, 1, 2, 3
-TEXT, QUOTED, ESCAPED, INTEGER = 0, 1, 2, 3
+ABSENT, TEXT, STRING, INTEGER = -1, 0, 1, 2
+KIND, VALIDITY, VALUES, OFFSET, BUFFERS = 0, 1, 2, 3, 4  # columns of `leaves`
+VIEW = 16  # bytes of an Arrow string view: length, then the string if <= 12 bytes, else
+INLINE = 12  # its prefix, the index of its data buffer and its offset there (int32 each)
 MAX_DEPTH = 16
-COMMA, QUOTE, LBRACE, RBRACE, MINUS, ZERO, BACKSLASH = 44, 34, 123, 125, 45, 48, 92
 ESCAPE_GROWTH = 6  # a byte escaped as \u00XX
+COMMA, QUOTE, LBRACE, RBRACE, MINUS, ZERO, BACKSLASH = 44, 34, 123, 125, 45, 48, 92
+ONES = np.uint64(0x0101010101010101)
+HIGHS = np.uint64(0x8080808080808080)
 # How orjson escapes control characters: a letter for five of them, \u00xx for the others.
 SHORT_ESCAPES = np.zeros(32, dtype=np.uint8)
 for _byte, _letter in ((8, "b"), (9, "t"), (10, "n"), (12, "f"), (13, "r")):
@@ -36,41 +46,90 @@ for _byte, _letter in ((8, "b"), (9, "t"), (10, "n"), (12, "f"), (13, "r")):
 HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8).copy()
 
 
+def _pointer(builder: ir.IRBuilder, address: ir.Value, bits: int) -> ir.Value:
+    return builder.inttoptr(address, ir.PointerType(ir.IntType(bits)))
+
+
 @intrinsic
-def _memcpy(typingctx, out, pos, data, start, size):  # type: ignore[no-untyped-def]
-    """`out[pos:pos + size] = data[start:start + size]` as LLVM's memcpy: ~10x faster than
-    a byte loop or a slice assignment for the short values JSON is made of."""
+def _copy(typingctx, out, pos, address, size):  # type: ignore[no-untyped-def]
+    """`out[pos:pos + size] =` the `size` bytes at `address`, by LLVM's memcpy: ~10x faster
+    than a byte loop or a slice assignment for the short values JSON is made of."""
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         target = context.make_array(signature.args[0])(context, builder, args[0])
-        source = context.make_array(signature.args[2])(context, builder, args[2])
         to = builder.gep(target.data, [args[1]])
-        since = builder.gep(source.data, [args[3]])
-        cgutils.raw_memcpy(builder, to, since, args[4], 1)
+        cgutils.raw_memcpy(builder, to, _pointer(builder, args[2], 8), args[3], 1)
         return context.get_dummy_value()
 
-    return types.none(out, pos, data, start, size), codegen
+    return types.none(out, pos, address, size), codegen
+
+
+@intrinsic
+def _byte_at(typingctx, address):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        value = builder.load(_pointer(builder, args[0], 8), align=1)
+        return builder.zext(value, ir.IntType(64))
+
+    return types.int64(address), codegen
+
+
+@intrinsic
+def _int32_at(typingctx, address):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        value = builder.load(_pointer(builder, args[0], 32), align=1)
+        return builder.sext(value, ir.IntType(64))
+
+    return types.int64(address), codegen
+
+
+@intrinsic
+def _int64_at(typingctx, address):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.load(_pointer(builder, args[0], 64), align=1)
+
+    return types.int64(address), codegen
+
+
+@intrinsic
+def _word_at(typingctx, address):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.load(_pointer(builder, args[0], 64), align=1)
+
+    return types.uint64(address), codegen
 
 
 @njit(cache=True, nogil=True)
-def _put(out: np.ndarray, pos: int, data: np.ndarray, start: int, stop: int) -> int:
-    _memcpy(out, pos, data, start, stop - start)
-    return pos + stop - start
+def _special(word: np.uint64) -> bool:
+    """Whether one of 8 bytes is a control byte, a quote or a backslash (exact, with the
+    has-zero-byte trick on the word and on it xor'ed with each byte sought)."""
+    below = (word - ONES * np.uint64(0x20)) & ~word
+    quoted = word ^ (ONES * np.uint64(QUOTE))
+    quotes = (quoted - ONES) & ~quoted
+    slashed = word ^ (ONES * np.uint64(BACKSLASH))
+    slashes = (slashed - ONES) & ~slashed
+    return ((below | quotes | slashes) & HIGHS) != 0
 
 
 @njit(cache=True, nogil=True)
-def _put_escaped(
-    out: np.ndarray,
-    pos: int,
-    data: np.ndarray,
-    start: int,
-    stop: int,
-    short: np.ndarray,
-    hexdigits: np.ndarray,
-) -> int:
+def _needs_escaping(address: int, size: int) -> bool:
+    i = 0
+    while i + 8 <= size:
+        if _special(_word_at(address + i)):
+            return True
+        i += 8
+    while i < size:
+        byte = _byte_at(address + i)
+        if byte < 0x20 or byte in (QUOTE, BACKSLASH):
+            return True
+        i += 1
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _put_escaped(out: np.ndarray, pos: int, address: int, size: int, short: np.ndarray) -> int:
     """The bytes of a string as the inside of a JSON string, escaped as orjson escapes it."""
-    for i in range(start, stop):
-        byte = data[i]
+    for i in range(size):
+        byte = _byte_at(address + i)
         if byte in (QUOTE, BACKSLASH):
             out[pos] = BACKSLASH
             out[pos + 1] = byte
@@ -80,9 +139,9 @@ def _put_escaped(
             out[pos + 1] = short[byte]
             pos += 2
         elif byte < 0x20:
-            out[pos], out[pos + 1], out[pos + 2], out[pos + 3] = BACKSLASH, 117, ZERO, ZERO  # \\u00
-            out[pos + 4] = hexdigits[byte >> 4]
-            out[pos + 5] = hexdigits[byte & 15]
+            out[pos], out[pos + 1], out[pos + 2], out[pos + 3] = BACKSLASH, 117, ZERO, ZERO
+            out[pos + 4] = HEX[byte >> 4]
+            out[pos + 5] = HEX[byte & 15]
             pos += 6
         else:
             out[pos] = byte
@@ -112,29 +171,46 @@ def _put_int(out: np.ndarray, pos: int, value: int, digits: np.ndarray) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _present(leaves: np.ndarray, leaf: int, row: int) -> bool:
+    if leaves[leaf, KIND] == ABSENT:
+        return False
+    validity = leaves[leaf, VALIDITY]
+    if validity == 0:
+        return True
+    at = leaves[leaf, OFFSET] + row
+    return (_byte_at(validity + (at >> 3)) >> (at & 7)) & 1 == 1
+
+
+@njit(cache=True, nogil=True)
+def _string(leaves: np.ndarray, leaf: int, row: int, buffers: np.ndarray) -> tuple[int, int]:
+    """(address, size) of a string view's bytes."""
+    view = leaves[leaf, VALUES] + (leaves[leaf, OFFSET] + row) * VIEW
+    size = _int32_at(view)
+    if size <= INLINE:
+        return view + 4, size
+    buffer = buffers[leaves[leaf, BUFFERS] + _int32_at(view + 8)]
+    return buffer + _int32_at(view + 12), size
+
+
+@njit(cache=True, nogil=True)
 def write_rows(
     program: np.ndarray,
     literals: np.ndarray,
     literal_offsets: np.ndarray,
-    kinds: np.ndarray,
-    valid: np.ndarray,
-    data: np.ndarray,
-    offsets: np.ndarray,
-    integers: np.ndarray,
+    leaves: np.ndarray,
+    buffers: np.ndarray,
     out: np.ndarray,
     bounds: np.ndarray,
 ) -> None:
     """Write every row's object, each followed by a comma: row r is
-    `out[bounds[r]:bounds[r + 1] - 1]`. `valid[leaf, r]` says whether a value is present;
-    `offsets[leaf]` index `data` (TEXT, QUOTED and ESCAPED leaves); `integers[leaf]` holds
-    INTEGER leaves. `out` must hold the bound `json_template` computes."""
+    `out[bounds[r]:bounds[r + 1] - 1]`. `out` must hold the bound `json_template` computes."""
     counts = np.zeros(MAX_DEPTH, dtype=np.int64)  # members written, per open object
     rollback = np.zeros(MAX_DEPTH, dtype=np.int64)  # where each open object began
     optional = np.zeros(MAX_DEPTH, dtype=np.int64)
     digits = np.empty(24, dtype=np.uint8)
     short = SHORT_ESCAPES
-    hexdigits = HEX
     ops, firsts, seconds = program[0], program[1], program[2]
+    text = literals.ctypes.data
     pos = 0
     bounds[0] = 0
     for row in range(bounds.shape[0] - 1):
@@ -147,7 +223,9 @@ def write_rows(
                     out[pos] = COMMA
                     pos += 1
                 if a >= 0:
-                    pos = _put(out, pos, literals, literal_offsets[a], literal_offsets[a + 1])
+                    size = literal_offsets[a + 1] - literal_offsets[a]
+                    _copy(out, pos, text + literal_offsets[a], size)
+                    pos += size
                 out[pos] = LBRACE
                 pos += 1
                 depth += 1
@@ -161,35 +239,35 @@ def write_rows(
                     if depth > 0:
                         counts[depth - 1] += 1
                 depth -= 1
-            elif op == LITERAL or valid[b, row] != 0:
+            elif op == LITERAL or _present(leaves, b, row):
                 if counts[depth] > 0:
                     out[pos] = COMMA
                     pos += 1
                 counts[depth] += 1
-                pos = _put(out, pos, literals, literal_offsets[a], literal_offsets[a + 1])
+                size = literal_offsets[a + 1] - literal_offsets[a]
+                _copy(out, pos, text + literal_offsets[a], size)
+                pos += size
                 if op == LITERAL:
                     continue
-                kind = kinds[b]
+                kind = leaves[b, KIND]
                 if kind == INTEGER:
-                    pos = _put_int(out, pos, integers[b, row], digits)
-                elif kind == TEXT:
-                    pos = _put(out, pos, data, offsets[b, row], offsets[b, row + 1])
+                    value = _int64_at(leaves[b, VALUES] + (leaves[b, OFFSET] + row) * 8)
+                    pos = _put_int(out, pos, value, digits)
+                    continue
+                address, size = _string(leaves, b, row, buffers)
+                if kind == TEXT:
+                    _copy(out, pos, address, size)
+                    pos += size
+                    continue
+                out[pos] = QUOTE
+                pos += 1
+                if _needs_escaping(address, size):
+                    pos = _put_escaped(out, pos, address, size, short)
                 else:
-                    out[pos] = QUOTE
-                    if kind == QUOTED:
-                        pos = _put(out, pos + 1, data, offsets[b, row], offsets[b, row + 1])
-                    else:
-                        pos = _put_escaped(
-                            out,
-                            pos + 1,
-                            data,
-                            offsets[b, row],
-                            offsets[b, row + 1],
-                            short,
-                            hexdigits,
-                        )
-                    out[pos] = QUOTE
-                    pos += 1
+                    _copy(out, pos, address, size)
+                    pos += size
+                out[pos] = QUOTE
+                pos += 1
         out[pos] = COMMA
         pos += 1
         bounds[row + 1] = pos

@@ -4,12 +4,12 @@ A template is an `Obj` of members: `Member(key, leaf or Obj)` and `Constant(key,
 A *leaf* is a polars expression
 giving each row's value (null: the member is left out, as a dict-per-row encoder leaves out
 what it never sets) and how the kernel writes it: integers in decimal; strings in quotes,
-escaped as orjson escapes them (copied as they are when the chunk's values hold no quote,
-backslash or control byte: checked on the column's buffer at once); anything else as JSON
-text polars writes (`struct.json_encode`).
+escaped as orjson escapes them; anything else as JSON text polars writes
+(`struct.json_encode`).
 
-`render` evaluates a chunk's leaves in one polars `select`, hands their Arrow buffers to the
-kernel and returns the chunk's events, written back to back in one buffer. The row path
+`render` evaluates a chunk's leaves in one polars `select`, hands the kernel the addresses
+of their Arrow buffers (read in place) and returns the chunk's events, written back to back
+in one buffer. The row path
 (`Partner.wire_event` + orjson) stays the definition: tests prove both write the same events.
 """
 
@@ -25,8 +25,6 @@ import pyarrow as pa
 
 from currents_relay.delivery import json_kernel as kernel
 from currents_relay.delivery.batching import Encoded
-
-STRING = -1  # a leaf of strings: QUOTED or ESCAPED, decided per chunk from its bytes
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ def value(column: pl.Series, expr: pl.Expr | None = None) -> Leaf:
     if kind.is_integer() and kind != pl.UInt64:
         return Leaf(expr.cast(pl.Int64), kernel.INTEGER)
     if kind == pl.String:
-        return Leaf(expr, STRING)
+        return Leaf(expr, kernel.STRING)
     if kind == pl.Boolean or kind == pl.UInt64:
         return Leaf(expr.cast(pl.String))
     encoded = pl.struct(expr.alias("v")).struct.json_encode()  # `{"v":value}`
@@ -84,7 +82,7 @@ def value(column: pl.Series, expr: pl.Expr | None = None) -> Leaf:
 
 def string(expr: pl.Expr) -> Leaf:
     """A leaf of strings (written in quotes)."""
-    return Leaf(expr.cast(pl.String), STRING)
+    return Leaf(expr.cast(pl.String), kernel.STRING)
 
 
 def text(expr: pl.Expr) -> Leaf:
@@ -152,49 +150,34 @@ class _Program:
 
 
 class _Leaves:
-    """A chunk's leaf values as the kernel reads them."""
+    """A chunk's leaf values where polars keeps them, as the kernel reads them: addresses of
+    Arrow buffers (string views, int64 values, validity bitmaps), read in place."""
 
-    def __init__(self, leaves: list[Leaf], columns: list[pl.Series], rows: int) -> None:
-        count = max(len(leaves), 1)
-        self.kinds = np.zeros(count, dtype=np.int64)
-        self.valid = np.zeros((count, rows), dtype=np.uint8)
-        self.offsets = np.zeros((count, rows + 1), dtype=np.int64)
-        self.integers = np.zeros((count, rows), dtype=np.int64)
-        self.text_bytes = 0  # a bound on the bytes the text leaves write
-        pieces: list[np.ndarray] = []
-        base = 0
+    def __init__(self, leaves: list[Leaf], columns: list[pl.Series]) -> None:
+        self.table = np.zeros((max(len(leaves), 1), 5), dtype=np.int64)
+        addresses: list[int] = []
+        self.arrays: list[pa.Array] = []  # keeps the buffers alive while the kernel runs
+        self.text_bytes = 0  # a bound on the bytes the leaves write
         for i, (leaf, series) in enumerate(zip(leaves, columns, strict=True)):
-            self.kinds[i] = leaf.kind
-            if series.dtype == pl.Null:
-                continue  # missing throughout
-            self.valid[i] = series.is_not_null().to_numpy()
-            if leaf.kind == kernel.INTEGER:
-                self.integers[i] = series.fill_null(0).to_numpy()
+            row = self.table[i]
+            if series.dtype == pl.Null or series.null_count() == series.len():
+                row[kernel.KIND] = kernel.ABSENT
                 continue
-            values = pa.chunked_array([series.to_arrow()]).cast(pa.large_string()).combine_chunks()
-            bounds = np.frombuffer(values.buffers()[1], dtype=np.int64)
-            bounds = bounds[values.offset : values.offset + rows + 1]
-            start, stop = int(bounds[0]), int(bounds[-1])
-            data = np.frombuffer(values.buffers()[2] or b"", dtype=np.uint8)[start:stop]
-            self.offsets[i] = bounds - start + base
-            pieces.append(data)
-            base += len(data)
-            if leaf.kind == STRING:
-                self.kinds[i] = kernel.QUOTED if _plain(data) else kernel.ESCAPED
-            growth = kernel.ESCAPE_GROWTH if self.kinds[i] == kernel.ESCAPED else 1
-            self.text_bytes += growth * len(data)
-        self.data = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint8)
-
-
-def _plain(data: np.ndarray) -> bool:
-    """Whether string bytes need no escaping in JSON: no `"`, `\\` or byte < 0x20 (UTF-8 never
-    uses those bytes inside a multi-byte character)."""
-    if not len(data):
-        return True
-    if data.min() < 0x20:
-        return False
-    raw = data.tobytes()
-    return b'"' not in raw and b"\\" not in raw
+            array = series.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+            self.arrays.append(array)
+            validity, values, *data = array.buffers()
+            row[kernel.KIND] = leaf.kind
+            row[kernel.VALIDITY] = validity.address if validity is not None else 0
+            row[kernel.VALUES] = values.address
+            row[kernel.OFFSET] = array.offset
+            row[kernel.BUFFERS] = len(addresses)
+            addresses += [buffer.address for buffer in data]
+            if leaf.kind == kernel.INTEGER:
+                self.text_bytes += 20 * len(series)
+            else:
+                growth = kernel.ESCAPE_GROWTH if leaf.kind == kernel.STRING else 1
+                self.text_bytes += growth * int(series.str.len_bytes().sum() or 0) + 2 * len(series)
+        self.buffers = np.array(addresses or [0], dtype=np.int64)
 
 
 def render(frame: pl.DataFrame, template: Obj) -> Encoded:
@@ -205,24 +188,21 @@ def render(frame: pl.DataFrame, template: Obj) -> Encoded:
     columns = frame.select(
         [leaf.expr.alias(f"leaf{i}") for i, leaf in enumerate(program.leaves)]
     ).get_columns()
-    leaves = _Leaves(program.leaves, columns, rows)
+    leaves = _Leaves(program.leaves, columns)
     literals = b"".join(program.literals)
     literal_offsets = np.zeros(len(program.literals) + 1, dtype=np.int64)
     np.cumsum([len(text) for text in program.literals], out=literal_offsets[1:])
-    # Per row: every literal, a comma and braces per op, an integer's 20 digits and sign or a
-    # string's quotes per leaf, and the row's comma; then the leaves' own bytes.
-    per_row = len(literals) + 2 * len(program.ops) + 21 * len(program.leaves) + 1
+    # Per row: every literal, and a comma and braces per op, and the row's comma; then what
+    # the leaves write (their bytes, escaped at worst; quotes; an integer's sign and digits).
+    per_row = len(literals) + 2 * len(program.ops) + 1
     out = np.empty(rows * per_row + leaves.text_bytes, dtype=np.uint8)
     bounds = np.empty(rows + 1, dtype=np.int64)
     kernel.write_rows(
         np.array(program.ops, dtype=np.int64).reshape(-1, 3).T.copy(),
         np.frombuffer(literals or b" ", dtype=np.uint8),
         literal_offsets,
-        leaves.kinds,
-        leaves.valid,
-        leaves.data,
-        leaves.offsets,
-        leaves.integers,
+        leaves.table,
+        leaves.buffers,
         out,
         bounds,
     )
