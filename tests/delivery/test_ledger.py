@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 
 import fsspec
+import pyarrow.parquet as pq
 
 from currents_relay.delivery.engine import Delivery, Selection
 from currents_relay.delivery.ledger import Ledger, read_journal
@@ -77,3 +80,23 @@ def test_a_push_from_an_object_store_lake_delivers_every_event_once(ingested_lak
     assert counts["selected"] > 1_000 and known(url, "custom_http") == counts["selected"]
     again = Delivery(url, HOUR, partner, Selection()).run()  # nothing is sent twice
     assert again["requests"] == 0 and again["delivered"] == counts["delivered"]
+
+
+def test_recording_and_reading_acknowledgements_never_imports_pandas(tmp_path):
+    """pyarrow's `array`/`scalar` import pandas (0.2 s) on first use: the ledger avoids them."""
+    code = f"""
+import sys
+from currents_relay.delivery.ledger import Ledger, read_journal
+from currents_relay.lake import Lake
+ledger = Ledger(Lake({str(tmp_path)!r}), "d", "{HOUR}")
+ledger.acknowledge([("{OPEN}", ["a", "é"]), ("t", []), ("u", ["c"])], "b1", 200)
+ledger.close()
+again = Ledger(Lake({str(tmp_path)!r}), "d", "{HOUR}")
+assert sum(len(keys) for keys in again.acknowledged.values()) == 3
+assert "pandas" not in sys.modules, "the ledger imported pandas"
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    table = pq.read_table(next((tmp_path / "deliveries" / "d").rglob("ack-*.parquet")))
+    assert table.column("id").to_pylist() == ["a", "é", "c"]
+    assert table.column("event_type").to_pylist() == [OPEN, OPEN, "u"]
+    assert set(table.column("status").to_pylist()) == {200}
