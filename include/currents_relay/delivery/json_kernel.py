@@ -271,3 +271,14 @@ def write_rows(
         out[pos] = COMMA
         pos += 1
         bounds[row + 1] = pos
+
+
+@njit(cache=True, nogil=True)
+def gather(source: np.ndarray, starts: np.ndarray, stops: np.ndarray, out: np.ndarray) -> None:
+    """`out` = the slices `source[starts[i]:stops[i]]`, one after the other."""
+    pos = 0
+    base = source.ctypes.data
+    for i in range(starts.shape[0]):
+        size = stops[i] - starts[i]
+        _copy(out, pos, base + starts[i], size)
+        pos += size
