@@ -163,7 +163,7 @@ def new_pool() -> urllib3.PoolManager:
 def _routed(event_type: str, ids: list[str], encoded: Encoded, routes: list[str]) -> list[Chunk]:
     """A chunk's events, one chunk per route (requests never mix routes: mParticle's feeds)."""
     chunk = Chunk(event_type, ids, encoded, routes[0] if routes else "")
-    if all(where == chunk.route for where in routes):
+    if routes.count(chunk.route) == len(routes):
         return [chunk]
     indices: dict[str, list[int]] = {}
     for index, where in enumerate(routes):
