@@ -2,9 +2,10 @@
 
 They assert algorithmic properties, never wall-clock times or RSS, so they cannot flake: the
 ingest reads each landing file once and holds at most one flush of rows whatever the hour's
-size; the push holds at most one encoding chunk of rows and opens each lake file once; a
-local ledger is one journal per run, not one file per request. (The figures themselves come
-from `make bench`.)
+size; the push holds at most one encoding chunk of rows, opens each lake file once, writes
+a chunk in one pass of the compiled kernel and never makes an object per event; a local
+ledger is one journal per run, not one file per request. (The figures come from
+`make bench`.)
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pytest
 
 import currents_relay.ingest as ingest_module
 from currents_relay.delivery import engine as engine_module
+from currents_relay.delivery import json_template
+from currents_relay.delivery.batching import Encoded
 from currents_relay.delivery.engine import Delivery, Selection
 from currents_relay.delivery.partner import Endpoint
 from currents_relay.generator import generate_hour
@@ -121,3 +124,38 @@ def test_push_holds_one_chunk_and_opens_each_lake_file_once(hours, tmp_path, mon
     ledger = lake / "deliveries" / "custom_http" / f"hour={HOUR}"
     assert counts["requests"] > 100
     assert len(list(ledger.glob("ack-*"))) == 1  # one journal for the run, folded to Parquet
+
+
+def test_push_writes_each_chunk_in_one_pass_and_no_object_per_event(hours, tmp_path, monkeypatch):
+    """A chunk is written by one call of the compiled kernel, and a body is built from the
+    chunks' buffers: no event ever becomes a Python object of its own on the way out."""
+    lake = tmp_path / "lake"
+    process_hour(str(hours[4_000]), str(lake), parse_hour(HOUR))
+    monkeypatch.setattr(engine_module, "ENCODE_CHUNK_ROWS", 700)
+    chunks, kernel_calls, per_event = [0], [0], [0]
+    real_chunk, real_kernel = Delivery._select_chunk, json_template.kernel.write_rows
+    real_item = Encoded.__getitem__
+
+    def counting_chunk(self, event_type, frame):
+        chunks[0] += 1
+        return real_chunk(self, event_type, frame)
+
+    def counting_kernel(*args):
+        kernel_calls[0] += 1
+        return real_kernel(*args)
+
+    def counting_item(self, index):
+        per_event[0] += 1
+        return real_item(self, index)
+
+    monkeypatch.setattr(Delivery, "_select_chunk", counting_chunk)
+    monkeypatch.setattr(json_template.kernel, "write_rows", counting_kernel)
+    monkeypatch.setattr(Encoded, "__getitem__", counting_item)
+    with Sandbox(names=["custom_http"]) as sandbox:
+        sim = sandbox.sims["custom_http"]
+        partner = CustomHttp(Endpoint(sandbox.urls()["custom_http"], password=sim.secret))
+        counts = Delivery(str(lake), HOUR, partner, Selection()).run()
+    assert counts["delivered"] == counts["selected"] > 2_000
+    assert sim.accepted_events == counts["delivered"] and sim.duplicates == 0
+    assert 0 < kernel_calls[0] <= chunks[0]  # one pass per chunk (none for a chunk of no rows)
+    assert per_event[0] == 0
