@@ -20,6 +20,7 @@ import json
 import uuid
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -58,9 +59,9 @@ class Lake:
         target = self.path(relative)
         self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
         temporary = f"{target}.{uuid.uuid4().hex}.tmp"
-        with self.fs.open(temporary, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False)
-            handle.write("\n")
+        text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+        with self.fs.open(temporary, "wb") as handle:  # orjson: ~10x json.dump (reports are big)
+            handle.write(text + b"\n")
         self.fs.mv(temporary, target)
 
     def read_json(self, relative: str) -> Any | None:
