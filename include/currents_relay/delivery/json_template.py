@@ -164,6 +164,9 @@ class _Leaves:
                 row[kernel.KIND] = kernel.ABSENT
                 continue
             array = series.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+            expected = pa.int64() if leaf.kind == kernel.INTEGER else pa.string_view()
+            if array.type != expected:  # the kernel reads this layout and no other
+                raise TypeError(f"leaf {i}: {array.type}, the kernel reads {expected}")
             self.arrays.append(array)
             validity, values, *data = array.buffers()
             row[kernel.KIND] = leaf.kind
