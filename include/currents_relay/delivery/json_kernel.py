@@ -64,38 +64,27 @@ def _copy(typingctx, out, pos, address, size):  # type: ignore[no-untyped-def]
     return types.none(out, pos, address, size), codegen
 
 
-@intrinsic
-def _byte_at(typingctx, address):  # type: ignore[no-untyped-def]
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        value = builder.load(_pointer(builder, args[0], 8), align=1)
-        return builder.zext(value, ir.IntType(64))
+def _reader(bits: int, widen: str, result: types.Type):  # type: ignore[no-untyped-def]
+    """An intrinsic reading the `bits`-bit integer at an address (unaligned), widened to 64
+    bits with zeros or its sign ("" if it has 64)."""
 
-    return types.int64(address), codegen
+    @intrinsic
+    def read(typingctx, address):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            value = builder.load(_pointer(builder, args[0], bits), align=1)
+            if widen == "zero":
+                return builder.zext(value, ir.IntType(64))
+            return builder.sext(value, ir.IntType(64)) if widen == "sign" else value
 
+        return result(address), codegen
 
-@intrinsic
-def _int32_at(typingctx, address):  # type: ignore[no-untyped-def]
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        value = builder.load(_pointer(builder, args[0], 32), align=1)
-        return builder.sext(value, ir.IntType(64))
-
-    return types.int64(address), codegen
-
-
-@intrinsic
-def _int64_at(typingctx, address):  # type: ignore[no-untyped-def]
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        return builder.load(_pointer(builder, args[0], 64), align=1)
-
-    return types.int64(address), codegen
+    return read
 
 
-@intrinsic
-def _word_at(typingctx, address):  # type: ignore[no-untyped-def]
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        return builder.load(_pointer(builder, args[0], 64), align=1)
-
-    return types.uint64(address), codegen
+_byte_at = _reader(8, "zero", types.int64)
+_int32_at = _reader(32, "sign", types.int64)
+_int64_at = _reader(64, "", types.int64)
+_word_at = _reader(64, "", types.uint64)  # 8 bytes at once, for the escape check
 
 
 @njit(cache=True, nogil=True)
