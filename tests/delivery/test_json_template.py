@@ -10,6 +10,7 @@ import orjson
 import polars as pl
 import pytest
 
+from currents_relay.delivery import json_kernel as kernel
 from currents_relay.delivery import json_template as jt
 
 INT64 = (-(2**63), 2**63 - 1)
@@ -137,3 +138,10 @@ def test_where_leaves_a_value_out_where_the_condition_fails():
 def test_no_rows_no_events():
     frame = pl.DataFrame({"a": []}, schema={"a": pl.String})
     assert len(jt.render(frame, jt.Obj([jt.column(frame, "a")]))) == 0
+
+
+def test_a_leaf_of_a_layout_the_kernel_does_not_read_is_refused():
+    frame = pl.DataFrame({"a": ["x"]})
+    binary = jt.Obj([jt.Member("a", jt.Leaf(pl.col("a").cast(pl.Binary), kernel.STRING))])
+    with pytest.raises(TypeError, match="the kernel reads string_view"):
+        jt.render(frame, binary)
