@@ -8,8 +8,10 @@ client's speed): events/s, MB/s and requests/s of `Delivery.run` (reading the la
 selection, encoding, batching at the partner's limits, sending, ledger appends), its peak
 RSS; beside a bare `requests.Session` posting the same bodies (the first `--anchor-requests`
 of them) to the same server, in another child, in the same run; how full the batches are
-against the partner's binding limit; and requests/s against the partner's documented rate
-limit where there is one.
+against the partner's binding limit; and the rate in the unit of the partner's documented
+rate limit, where there is one (Segment: requests/s; mParticle: event batches/s, counted in
+the bodies the anchor posts). Imports (numba's machine code among them) come before the
+clock starts, as for every other library.
 """
 
 from __future__ import annotations

@@ -1,16 +1,15 @@
 """A partner's event shape as a template, written for a whole chunk by `json_kernel`.
 
-A template is an `Obj` of members: `Member(key, leaf or Obj)` and `Constant(key, value)`.
-A *leaf* is a polars expression
-giving each row's value (null: the member is left out, as a dict-per-row encoder leaves out
-what it never sets) and how the kernel writes it: integers in decimal; strings in quotes,
-escaped as orjson escapes them; anything else as JSON text polars writes
-(`struct.json_encode`).
+A template is an `Obj` of members: `Member(key, leaf or Obj)` and `Constant(key, value)`. A
+*leaf* is a polars expression giving each row's value (null: the member is left out, as a
+dict-per-row encoder leaves out what it never sets) and how the kernel writes it: integers
+in decimal; strings in quotes, escaped as orjson escapes them; anything else as the JSON
+text polars writes (`struct.json_encode`).
 
 `render` evaluates a chunk's leaves in one polars `select`, hands the kernel the addresses
 of their Arrow buffers (read in place) and returns the chunk's events, written back to back
-in one buffer. The row path
-(`Partner.wire_event` + orjson) stays the definition: tests prove both write the same events.
+in one buffer. The row path (`Partner.wire_event` + orjson) stays the definition: tests prove
+both write the same events.
 """
 
 from __future__ import annotations
