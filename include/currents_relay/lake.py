@@ -17,6 +17,8 @@ was never completed.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import uuid
 from typing import Any
 
@@ -76,7 +78,13 @@ class Lake:
 
 
 class HourWriter:
-    """Streams one hour's tables into staging Parquet files, then commits them at once."""
+    """Streams one hour's tables into staging Parquet files, then commits them at once.
+
+    Tables are encoded and compressed by a thread of their own (Arrow releases the GIL while
+    it writes), so the next files are parsed meanwhile; at most `QUEUED` tables wait for it,
+    in the order they came, and its errors are raised by the next call."""
+
+    QUEUED = 2
 
     def __init__(self, lake: Lake, hour: str) -> None:
         self.lake = lake
@@ -85,6 +93,9 @@ class HourWriter:
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._sinks: list[Any] = []
         self.rows: dict[str, int] = {}
+        self._queue: queue.Queue[tuple[str, str, pa.Table] | None] = queue.Queue(self.QUEUED)
+        self._failure: BaseException | None = None
+        self._thread: threading.Thread | None = None  # started by the first table
 
     def _writer(self, key: str, relative: str, schema: pa.Schema) -> pq.ParquetWriter:
         if key not in self._writers:
@@ -93,25 +104,46 @@ class HourWriter:
             sink = self.lake.fs.open(f"{folder}/part-00000.parquet", "wb")
             self._sinks.append(sink)
             self._writers[key] = pq.ParquetWriter(sink, schema, compression=COMPRESSION)
-            self.rows[key] = 0
         return self._writers[key]
+
+    def _drain(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._failure is None:
+                key, relative, table = item
+                try:
+                    self._writer(key, relative, table.schema).write_table(table)
+                except BaseException as error:  # raised by the caller's next call
+                    self._failure = error
+
+    def _write(self, key: str, relative: str, table: pa.Table) -> None:
+        self._raise()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._drain, name="lake-writer", daemon=True)
+            self._thread.start()
+        self._queue.put((key, relative, table))
+        self.rows[key] = self.rows.get(key, 0) + table.num_rows
+
+    def _raise(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _finish(self) -> None:
+        """Wait for every queued table to be written; the thread ends."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
     def write_events(self, event_type: str, table: pa.Table) -> None:
         if table.num_rows:
-            self._writer(event_type, events_dir(event_type, self.hour), table.schema).write_table(
-                table
-            )
-            self.rows[event_type] += table.num_rows
+            self._write(event_type, events_dir(event_type, self.hour), table)
 
     def write_quarantine(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             table = pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
-            self._writer(
-                "\0quarantine", f"quarantine/hour={self.hour}", QUARANTINE_SCHEMA
-            ).write_table(table)
-            self.rows["\0quarantine"] += table.num_rows
+            self._write("\0quarantine", f"quarantine/hour={self.hour}", table)
 
     def _close(self) -> None:
+        self._finish()
         for writer in self._writers.values():
             writer.close()
         for sink in self._sinks:
@@ -122,6 +154,7 @@ class HourWriter:
     def commit(self) -> list[str]:
         """Replace the hour in the lake with what was staged; returns the files written."""
         self._close()
+        self._raise()
         fs = self.lake.fs
         old = self.lake.hour_event_dirs(self.hour)
         quarantine = self.lake.path(f"quarantine/hour={self.hour}")
