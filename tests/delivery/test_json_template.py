@@ -145,3 +145,13 @@ def test_a_leaf_of_a_layout_the_kernel_does_not_read_is_refused():
     binary = jt.Obj([jt.Member("a", jt.Leaf(pl.col("a").cast(pl.Binary), kernel.STRING))])
     with pytest.raises(TypeError, match="the kernel reads string_view"):
         jt.render(frame, binary)
+
+
+def test_a_template_deeper_than_the_kernel_keeps_is_refused():
+    frame = pl.DataFrame({"a": ["x"]})
+    template = jt.Obj([jt.column(frame, "a")])
+    for _ in range(kernel.MAX_DEPTH - 1):
+        template = jt.Obj([jt.Member("in", template)])
+    assert jt.render(frame, template)[0].count(b"{") == kernel.MAX_DEPTH
+    with pytest.raises(ValueError, match="deeper than"):
+        jt.render(frame, jt.Obj([jt.Member("in", template)]))

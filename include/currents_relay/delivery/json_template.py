@@ -131,15 +131,17 @@ class _Program:
         self.literals.append(text.encode())
         return len(self.literals) - 1
 
-    def add(self, node: Obj | Member | Constant, under: str | None = None) -> None:
+    def add(self, node: Obj | Member | Constant, under: str | None = None, depth: int = 0) -> None:
         if isinstance(node, Obj):
+            if depth >= kernel.MAX_DEPTH:  # the kernel keeps this many open objects, no more
+                raise ValueError(f"a template nests objects deeper than {kernel.MAX_DEPTH}")
             label = self.literal(key(under)) if under is not None else -1
             self.ops.append((kernel.OPEN, label, int(node.optional)))
             for member in node.members:
-                self.add(member)
+                self.add(member, depth=depth + 1)
             self.ops.append((kernel.CLOSE, 0, 0))
         elif isinstance(node, Member) and isinstance(node.value, Obj):
-            self.add(node.value, under=node.key)
+            self.add(node.value, under=node.key, depth=depth)
         elif isinstance(node, Member):
             self.leaves.append(node.value)
             self.ops.append((kernel.MEMBER, self.literal(key(node.key)), len(self.leaves) - 1))
