@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache
+from itertools import chain
 from typing import Any
 
 import pyarrow as pa
@@ -191,10 +192,10 @@ def _table(
     if sections is None:
         return None
     users, properties, odd = sections
-    present = set().union(*(p.keys() for p in properties)) if properties else set()
+    present = set(chain.from_iterable(properties))  # every key of every `properties`
     if shape.json_key and "properties" in present:
         return None  # `properties.properties` beside the JSON key: the row path decides
-    present_user = set().union(*(u.keys() for u in users)) if users else set()
+    present_user = set(chain.from_iterable(users))
     n = len(rows)
     out: dict[str, pa.Array] = {}
     # String columns are converted by Arrow, a section at a time, in C; the others below.
