@@ -10,10 +10,12 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from currents_relay.delivery.engine import OFF_THE_WIRE
+from currents_relay.delivery.engine import OFF_THE_WIRE, Delivery
 from currents_relay.delivery.http_wire import http_json
+from currents_relay.delivery.partner import Endpoint
 from currents_relay.http_batch import http_tables
 from currents_relay.normalize import to_http
+from currents_relay.partners.custom_http import CustomHttp
 from tests.conftest import http_samples, load
 
 
@@ -110,3 +112,22 @@ def test_strings_integers_and_booleans_written_without_the_encoder_stay_exact(te
     assert assert_same_events(frame) == 3
     encoded = http_json(frame)
     assert encoded is not None and b'"is_amp":false' in encoded[2] and b"is_amp" not in encoded[1]
+
+
+def test_a_chunk_with_some_unknown_fields_keeps_every_event_in_its_place(tmp_path):
+    """The engine writes a chunk's usual rows from the template, the rows with `extra` by the
+    row path, and puts each event back where its row was."""
+    frame = pl.DataFrame(
+        {
+            "event_type": ["users.messages.email.Open"] * 5,
+            "id": ["a", "b", "c", "d", "e"],
+            "time": [1, 2, 3, 4, 5],
+            "user_id": ["u1", None, "u3", "u4", "u5"],
+            "extra": [None, '{"surprise": 1}', None, '{"user.nick": "z"}', None],
+        }
+    )
+    partner = CustomHttp(Endpoint("http://127.0.0.1:9", password="k"))
+    delivery = Delivery(str(tmp_path), "2026-11-01T10", partner)
+    encoded = delivery._written(frame)
+    assert encoded is not None
+    assert [json.loads(event) for event in encoded] == [to_http(row) for row in frame.to_dicts()]
