@@ -155,3 +155,19 @@ def test_a_template_deeper_than_the_kernel_keeps_is_refused():
     assert jt.render(frame, template)[0].count(b"{") == kernel.MAX_DEPTH
     with pytest.raises(ValueError, match="deeper than"):
         jt.render(frame, jt.Obj([jt.Member("in", template)]))
+
+
+def test_escapes_are_found_in_every_byte_of_a_word():
+    """Strings are checked 8 bytes at a time: a byte to escape at any position of long values
+    (and the UTF-8 bytes around it) is still written as orjson writes it."""
+    specials = [chr(i) for i in range(32)] + ['"', "\\"]
+    values = [
+        "é" * 3 + "a" * position + special + "b" * (17 - position)
+        for special in specials
+        for position in range(9)
+    ]
+    values += ["ü€𝄞" * 6, "\x7f" * 20, "a" * 23 + "\x1f"]
+    frame = pl.DataFrame({"v": values})
+    assert list(jt.render(frame, jt.Obj([jt.column(frame, "v")]))) == [
+        orjson.dumps({"v": v}) for v in values
+    ]
