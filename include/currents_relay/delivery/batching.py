@@ -206,7 +206,7 @@ def cut_batches(
             if not keep:
                 continue
             chunk = chunk.take(keep)
-            lengths = chunk.encoded.sizes()
+            lengths = lengths[keep]
         current = opened.setdefault(chunk.route, _Open())
         ends = np.cumsum(lengths + (limits.event_overhead + 1))  # bytes up to each event's end
         start, base = 0, 0  # base: bytes of this chunk already placed in earlier batches

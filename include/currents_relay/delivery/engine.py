@@ -307,9 +307,10 @@ class Delivery:
         if usual is None:
             return None
         unusual, _ = self._rows_written(frame.filter(odd))
+        unknown = odd.to_numpy()
         places = np.empty(frame.height, dtype=np.int64)  # row -> its event in the two parts
-        places[np.flatnonzero(~odd.to_numpy())] = np.arange(len(usual))
-        places[np.flatnonzero(odd.to_numpy())] = np.arange(len(usual), frame.height)
+        places[np.flatnonzero(~unknown)] = np.arange(len(usual))
+        places[np.flatnonzero(unknown)] = np.arange(len(usual), frame.height)
         return Encoded.concat([usual, unusual]).take(places)
 
     def _rows_written(self, frame: pl.DataFrame) -> tuple[Encoded, list[str]]:

@@ -213,6 +213,7 @@ class Segment(Partner):
     max_events: ClassVar[int] = 2_500
     max_bytes: ClassVar[int] = 500_000
     max_event_bytes: ClassVar[int | None] = 32_000
+    envelope: ClassVar[tuple[bytes, bytes] | None] = (b'{"batch":[', b"]}")
     default_event_types: ClassVar[tuple[str, ...] | None] = BRAZE_PARTNER_EVENT_TYPES
     docs: ClassVar[str] = (
         "https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/"
@@ -298,8 +299,6 @@ class Segment(Partner):
             ]
         )
         return jt.render(frame, message)
-
-    envelope: ClassVar[tuple[bytes, bytes]] = (b'{"batch":[', b"]}")
 
     def secrets(self) -> list[str]:
         key = self.endpoint.password or ""
