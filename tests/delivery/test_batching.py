@@ -5,10 +5,18 @@ from __future__ import annotations
 import hashlib
 import random
 
+import pyarrow as pa
 import pytest
 
-from currents_relay.delivery.batching import Batch, Chunk, Encoded, Limits, cut_batches
-from currents_relay.delivery.ledger import batch_id
+from currents_relay.delivery.batching import (
+    Batch,
+    Chunk,
+    Encoded,
+    Ids,
+    Limits,
+    batch_id,
+    cut_batches,
+)
 
 
 def greedy(events: list[tuple[str, str, bytes, str]], limits: Limits):
@@ -44,7 +52,7 @@ def random_chunks(rng: random.Random, routes: int) -> list[Chunk]:
         ids = [f"{c}-{i}" for i in range(n)]
         sizes = [rng.choice([5, 40, 90, 200, 700, 1_500]) for _ in range(n)]
         events = [i.encode().ljust(s, b"x") for i, s in zip(ids, sizes, strict=True)]
-        chunks.append(Chunk(event_type, ids, Encoded.of(events), route))
+        chunks.append(Chunk(event_type, Ids.of(ids), Encoded.of(events), route))
     return chunks
 
 
@@ -78,14 +86,14 @@ def test_chunked_batches_equal_the_per_event_rule(seed):
 
 def test_an_event_at_the_byte_limit_goes_alone():
     limits = Limits(max_events=10, max_bytes=100)
-    chunk = Chunk("t", ["a", "b", "c"], Encoded.of([b"x" * 100, b"y" * 10, b"z" * 100]))
+    chunk = Chunk("t", Ids.of(["a", "b", "c"]), Encoded.of([b"x" * 100, b"y" * 10, b"z" * 100]))
     assert [len(b) for b in cut_batches([chunk], limits)] == [1, 1, 1]
 
 
 @pytest.mark.parametrize("sizes", [[1, 1], [3, 4, 1], [2, 2, 2, 2, 2], [1, 6]])
 def test_halves_split_at_the_middle_event(sizes):
     parts = tuple(
-        Chunk(f"t{p}", [f"{p}-{i}" for i in range(n)], Encoded.of([b"{}"] * n))
+        Chunk(f"t{p}", Ids.of([f"{p}-{i}" for i in range(n)]), Encoded.of([b"{}"] * n))
         for p, n in enumerate(sizes)
     )
     batch = Batch(parts)
@@ -114,3 +122,24 @@ def test_batch_id_hashes_each_event_however_the_runs_are_cut():
         expected
     )
     assert batch_id([("a", ["1", "2"]), ("b", ["3"])]) != expected
+
+
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_ids_read_arrow_in_place_and_keep_every_id(kind):
+    ids = ["a", "", "é-ü", "x" * 40, "id-4"]
+    array = pa.array(["skip", *ids], type=kind).slice(1)  # an offset into the buffers
+    read = Ids.from_arrow(array)
+    assert list(read) == ids and read[2] == "é-ü"
+    assert list(read.slice(1, 4)) == ids[1:4]
+    assert list(read.take([4, 0, 2])) == [ids[4], ids[0], ids[2]]
+    assert list(read.slice(2, 5).take([1])) == [ids[3]]
+    assert read.slice(1, 4).to_arrow().to_pylist() == ids[1:4]
+    assert Ids.of(ids).to_arrow().to_pylist() == ids and len(Ids.of([]).to_arrow()) == 0
+    with pytest.raises(ValueError, match="without an id"):
+        Ids.from_arrow(pa.array(["a", None], type=kind))
+
+
+def test_batch_id_of_ids_read_from_arrow_equals_the_one_of_their_strings():
+    ids = [f"id-{i}" for i in range(7)] + ["é\x1f"]
+    read = Ids.from_arrow(pa.array(["x", *ids]).slice(1))
+    assert batch_id([("a", read.slice(0, 3)), ("a", read.slice(3, 8))]) == batch_id([("a", ids)])

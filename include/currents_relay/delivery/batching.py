@@ -5,16 +5,19 @@ back to back in one buffer); a `Batch` is one request's worth: slices of chunks,
 Cut points are found with a cumulative sum and a binary search per batch, so nothing here
 loops over events in Python: the batches are exactly those of the greedy rule "add events in
 order while the batch stays within the count and byte limits", which a test checks against a
-per-event version. A batch's body is its chunks' buffers joined, never one object per event.
+per-event version. A batch's body is its chunks' buffers joined, never one object per event,
+and its events' ids stay as Arrow keeps them (`Ids`) from the lake to the ledger.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+import pyarrow as pa
 
 from currents_relay.delivery.json_kernel import gather
 
@@ -79,11 +82,110 @@ class Encoded:
         return self.buffer[self.bounds[0] : self.bounds[-1] - 1]
 
 
+class Ids:
+    """Event ids back to back, as an Arrow string array holds them: id i is
+    `data[offsets[i]:offsets[i + 1]]` (UTF-8), so a run of ids is one slice and the ledger
+    records a batch's ids without a Python string per event."""
+
+    __slots__ = ("data", "offsets")
+
+    def __init__(self, data: np.ndarray | bytes | memoryview, offsets: np.ndarray) -> None:
+        self.data = memoryview(data).cast("B")
+        self.offsets = offsets
+
+    @classmethod
+    def of(cls, ids: Sequence[str]) -> Ids:
+        encoded = [event_id.encode() for event_id in ids]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
+        return cls(b"".join(encoded), offsets)
+
+    @classmethod
+    def from_arrow(cls, array: pa.Array) -> Ids:
+        """The ids of a string or large string array (read in place, no copy)."""
+        if array.null_count:
+            raise ValueError(f"{array.null_count} event(s) without an id")
+        if pa.types.is_large_string(array.type):
+            width = np.int64
+        elif pa.types.is_string(array.type):
+            width = np.int32
+        else:
+            raise TypeError(f"ids of type {array.type}: expected a string array")
+        _, offsets, data = array.buffers()
+        bounds = np.frombuffer(offsets, dtype=width)[array.offset : array.offset + len(array) + 1]
+        return cls(data if data is not None else b"", bounds.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, index: int) -> str:
+        return bytes(self.data[self.offsets[index] : self.offsets[index + 1]]).decode()
+
+    def __iter__(self) -> Iterator[str]:
+        for index in range(len(self)):
+            yield self[index]
+
+    def __repr__(self) -> str:
+        return f"Ids({list(self)!r})"
+
+    def slice(self, start: int, stop: int) -> Ids:
+        return Ids(self.data, self.offsets[start : stop + 1])
+
+    def take(self, indices: list[int] | np.ndarray) -> Ids:
+        """The ids at `indices`, in that order, in a buffer of their own."""
+        at = np.asarray(indices, dtype=np.int64)
+        starts, stops = self.offsets[at], self.offsets[at + 1]
+        offsets = np.zeros(len(at) + 1, dtype=np.int64)
+        np.cumsum(stops - starts, out=offsets[1:])
+        out = np.empty(int(offsets[-1]), dtype=np.uint8)
+        gather(np.frombuffer(self.data, dtype=np.uint8), starts, stops, out)
+        return Ids(out, offsets)
+
+    def to_arrow(self) -> pa.StringArray:
+        """A string array of the ids (one copy of their bytes)."""
+        first, last = int(self.offsets[0]), int(self.offsets[-1])
+        offsets = (self.offsets - first).astype(np.int32)
+        data = pa.py_buffer(bytes(self.data[first:last]))
+        return pa.StringArray.from_buffers(len(self), pa.py_buffer(offsets), data)
+
+    def keyed(self, event_type: str) -> np.ndarray:
+        """`<event_type>\x1f<id>\x1e` for each id, one after the other (what batch ids hash)."""
+        prefix = f"{event_type}\x1f".encode()
+        head = len(prefix) + 1  # the prefix, then the separator, then the ids
+        first = int(self.offsets[0])
+        source = np.frombuffer(
+            prefix + b"\x1e" + bytes(self.data[first : int(self.offsets[-1])]), dtype=np.uint8
+        )
+        n = len(self)
+        starts = np.empty((n, 3), dtype=np.int64)
+        stops = np.empty((n, 3), dtype=np.int64)
+        starts[:, 0], stops[:, 0] = 0, len(prefix)
+        starts[:, 1], stops[:, 1] = (
+            self.offsets[:-1] + (head - first),
+            self.offsets[1:] + (head - first),
+        )
+        starts[:, 2], stops[:, 2] = len(prefix), head
+        out = np.empty(n * head + int(self.offsets[-1]) - first, dtype=np.uint8)
+        gather(source, starts.ravel(), stops.ravel(), out)
+        return out
+
+
+def batch_id(runs: Iterable[tuple[str, Ids | Sequence[str]]]) -> str:
+    """A digest of a batch's events, given as (event_type, ids) runs: names the request and
+    feeds partner dedup keys (mParticle's `source_request_id`), so the same batch always gets
+    the same id. It hashes `<event_type>\x1f<id>\x1e` per event, however the runs are cut."""
+    digest = hashlib.blake2b(digest_size=12)  # updates in pieces: the digest of their join
+    for event_type, ids in runs:
+        if len(ids):
+            digest.update((ids if isinstance(ids, Ids) else Ids.of(ids)).keyed(event_type))
+    return digest.hexdigest()
+
+
 class Chunk(NamedTuple):
     """Consecutive events of one event type and route, each encoded as its wire JSON."""
 
     event_type: str
-    ids: list[str]
+    ids: Ids
     encoded: Encoded
     route: str = ""
 
@@ -92,13 +194,14 @@ class Chunk(NamedTuple):
 
     def part(self, start: int, stop: int) -> Chunk:
         return Chunk(
-            self.event_type, self.ids[start:stop], self.encoded.slice(start, stop), self.route
+            self.event_type, self.ids.slice(start, stop), self.encoded.slice(start, stop), self.route
         )
 
     def take(self, indices: list[int]) -> Chunk:
         """The events at `indices`, in that order (their bytes copied)."""
-        ids = [self.ids[i] for i in indices]
-        return Chunk(self.event_type, ids, self.encoded.take(indices), self.route)
+        return Chunk(
+            self.event_type, self.ids.take(indices), self.encoded.take(indices), self.route
+        )
 
 
 @dataclass(frozen=True)
@@ -126,7 +229,7 @@ class Batch:
         pieces[-1] = tail
         return b"".join(pieces)
 
-    def runs(self) -> list[tuple[str, list[str]]]:
+    def runs(self) -> list[tuple[str, Ids]]:
         """(event_type, ids) runs, as the ledger records them."""
         return [(part.event_type, part.ids) for part in self.parts]
 

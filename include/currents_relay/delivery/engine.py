@@ -39,8 +39,16 @@ import pyarrow.parquet as pq
 import urllib3
 
 from currents_relay.catalogue import LINEAGE_FIELDS
-from currents_relay.delivery.batching import Batch, Chunk, Encoded, Limits, cut_batches
-from currents_relay.delivery.ledger import Ledger, batch_id
+from currents_relay.delivery.batching import (
+    Batch,
+    Chunk,
+    Encoded,
+    Ids,
+    Limits,
+    batch_id,
+    cut_batches,
+)
+from currents_relay.delivery.ledger import Ledger
 from currents_relay.delivery.partner import Outcome, Partner, dumps
 from currents_relay.delivery.pii import PiiPolicy
 from currents_relay.gc_pause import rare_gc
@@ -160,7 +168,7 @@ def new_pool() -> urllib3.PoolManager:
     return urllib3.PoolManager(num_pools=4, maxsize=4, retries=False, ca_certs=certifi.where())
 
 
-def _routed(event_type: str, ids: list[str], encoded: Encoded, routes: list[str]) -> list[Chunk]:
+def _routed(event_type: str, ids: Ids, encoded: Encoded, routes: list[str]) -> list[Chunk]:
     """A chunk's events, one chunk per route (requests never mix routes: mParticle's feeds)."""
     chunk = Chunk(event_type, ids, encoded, routes[0] if routes else "")
     if routes.count(chunk.route) == len(routes):
@@ -286,7 +294,7 @@ class Delivery:
         frame = frame.select(
             [name for name in frame.columns if frame[name].null_count() < frame.height]
         )
-        ids = frame["id"].to_list()
+        ids = Ids.from_arrow(frame["id"].to_arrow())
         if self._frame_wire:
             routes = self.partner.frame_routes(frame)
             encoded = self._written(frame) if routes is not None else None
@@ -421,7 +429,8 @@ class Delivery:
             )
             if outcome is Outcome.DONE:
                 events = len(batch)
-                self.ledger.acknowledge(batch.runs(), bid, status)
+                runs = [(event_type, ids.to_arrow()) for event_type, ids in batch.runs()]
+                self.ledger.acknowledge(runs, bid, status)
                 self.delivered_now += events
                 self.stats.bytes_sent += len(body)
                 self.stats.sent_events += events
