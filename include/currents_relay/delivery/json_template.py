@@ -180,8 +180,19 @@ class _Leaves:
                 self.text_bytes += 20 * len(series)
             else:
                 growth = kernel.ESCAPE_GROWTH if leaf.kind == kernel.STRING else 1
-                self.text_bytes += growth * int(series.str.len_bytes().sum() or 0) + 2 * len(series)
+                self.text_bytes += growth * _view_bytes(array, validity, values) + 2 * len(series)
         self.buffers = np.array(addresses or [0], dtype=np.int64)
+
+
+def _view_bytes(array: pa.Array, validity: pa.Buffer | None, views: pa.Buffer) -> int:
+    """The bytes a string view array's values hold: the sum of the lengths in the 16-byte
+    views of its valid slots (a null's view may hold anything)."""
+    rows = slice(array.offset, array.offset + len(array))
+    lengths = np.frombuffer(views, dtype=np.int32).reshape(-1, 4)[rows, 0]
+    if validity is not None and array.null_count:
+        valid = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+        lengths = lengths[valid[rows].view(bool)]
+    return int(lengths.sum(dtype=np.int64))
 
 
 def render(frame: pl.DataFrame, template: Obj) -> Encoded:
