@@ -127,14 +127,19 @@ def test_push_holds_one_chunk_and_opens_each_lake_file_once(hours, tmp_path, mon
 
 
 def test_push_writes_each_chunk_in_one_pass_and_no_object_per_event(hours, tmp_path, monkeypatch):
-    """A chunk is written by one call of the compiled kernel, and a body is built from the
-    chunks' buffers: no event ever becomes a Python object of its own on the way out."""
+    """Every event is written once, by the compiled kernel (a chunk's rows cut into at most
+    one part per core) or, for rows with fields the catalogue does not know, by the row path;
+    a body is built from the chunks' buffers: no event ever becomes a Python object of its
+    own on the way out."""
     lake = tmp_path / "lake"
     process_hour(str(hours[4_000]), str(lake), parse_hour(HOUR))
     monkeypatch.setattr(engine_module, "ENCODE_CHUNK_ROWS", 700)
-    chunks, kernel_calls, per_event = [0], [0], [0]
+    monkeypatch.setattr(json_template, "PART_ROWS", 20)  # chunks written on two threads
+    monkeypatch.setattr(json_template, "CORES", 2)
+    chunks, kernel_calls, kernel_rows, row_path, per_event = [0], [0], [0], [0], [0]
+    later_parts = [0]
     real_chunk, real_kernel = Delivery._select_chunk, json_template.kernel.write_rows
-    real_item = Encoded.__getitem__
+    real_rows, real_item = Delivery._rows_written, Encoded.__getitem__
 
     def counting_chunk(self, event_type, frame):
         chunks[0] += 1
@@ -142,7 +147,13 @@ def test_push_writes_each_chunk_in_one_pass_and_no_object_per_event(hours, tmp_p
 
     def counting_kernel(*args):
         kernel_calls[0] += 1
+        kernel_rows[0] += len(args[-1]) - 1  # `bounds`: one more than the rows written
+        later_parts[0] += args[5] > 0  # `first`: a part that starts inside its chunk
         return real_kernel(*args)
+
+    def counting_rows(self, frame):
+        row_path[0] += frame.height
+        return real_rows(self, frame)
 
     def counting_item(self, index):
         per_event[0] += 1
@@ -150,6 +161,7 @@ def test_push_writes_each_chunk_in_one_pass_and_no_object_per_event(hours, tmp_p
 
     monkeypatch.setattr(Delivery, "_select_chunk", counting_chunk)
     monkeypatch.setattr(json_template.kernel, "write_rows", counting_kernel)
+    monkeypatch.setattr(Delivery, "_rows_written", counting_rows)
     monkeypatch.setattr(Encoded, "__getitem__", counting_item)
     with Sandbox(names=["custom_http"]) as sandbox:
         sim = sandbox.sims["custom_http"]
@@ -157,5 +169,7 @@ def test_push_writes_each_chunk_in_one_pass_and_no_object_per_event(hours, tmp_p
         counts = Delivery(str(lake), HOUR, partner, Selection()).run()
     assert counts["delivered"] == counts["selected"] > 2_000
     assert sim.accepted_events == counts["delivered"] and sim.duplicates == 0
-    assert 0 < kernel_calls[0] <= chunks[0]  # one pass per chunk (none for a chunk of no rows)
+    assert kernel_rows[0] + row_path[0] == counts["delivered"]  # each event written once
+    assert kernel_rows[0] > 0.9 * counts["delivered"]
+    assert later_parts[0] > 0 and kernel_calls[0] <= 2 * chunks[0]  # two parts a chunk at most
     assert per_event[0] == 0

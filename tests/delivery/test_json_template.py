@@ -73,8 +73,11 @@ def random_frame(rng: random.Random, rows: int) -> pl.DataFrame:
 
 
 @pytest.mark.parametrize("seed", range(60))
-def test_random_templates_write_what_orjson_writes(seed):
+def test_random_templates_write_what_orjson_writes(seed, monkeypatch):
     rng = random.Random(seed)
+    # The rows cut into parts written on threads of their own, then moved together.
+    monkeypatch.setattr(jt, "PART_ROWS", rng.choice([1, 5, jt.PART_ROWS]))
+    monkeypatch.setattr(jt, "CORES", rng.choice([1, 2, 3, 4]))
     frame = random_frame(rng, rng.choice([1, 2, 17, 300]))
     if rng.random() < 0.3:  # chunks as the engine gets them: slices of what polars read...
         frame = frame.slice(rng.randrange(frame.height), frame.height)

@@ -194,7 +194,10 @@ class Chunk(NamedTuple):
 
     def part(self, start: int, stop: int) -> Chunk:
         return Chunk(
-            self.event_type, self.ids.slice(start, stop), self.encoded.slice(start, stop), self.route
+            self.event_type,
+            self.ids.slice(start, stop),
+            self.encoded.slice(start, stop),
+            self.route,
         )
 
     def take(self, indices: list[int]) -> Chunk:

@@ -188,11 +188,13 @@ def write_rows(
     literal_offsets: np.ndarray,
     leaves: np.ndarray,
     buffers: np.ndarray,
+    first: int,
     out: np.ndarray,
     bounds: np.ndarray,
 ) -> None:
-    """Write every row's object, each followed by a comma: row r is
-    `out[bounds[r]:bounds[r + 1] - 1]`. `out` must hold the bound `json_template` computes."""
+    """Write the objects of rows `first`, `first + 1`, ... (one per entry of `bounds` but
+    the last), each followed by a comma: row `first + r` is `out[bounds[r]:bounds[r + 1] - 1]`.
+    `out` must hold the bound `json_template` computes."""
     counts = np.zeros(MAX_DEPTH, dtype=np.int64)  # members written, per open object
     rollback = np.zeros(MAX_DEPTH, dtype=np.int64)  # where each open object began
     optional = np.zeros(MAX_DEPTH, dtype=np.int64)
@@ -202,7 +204,8 @@ def write_rows(
     text = literals.ctypes.data
     pos = 0
     bounds[0] = 0
-    for row in range(bounds.shape[0] - 1):
+    for r in range(bounds.shape[0] - 1):
+        row = first + r
         depth = -1
         for step in range(ops.shape[0]):
             op, a, b = ops[step], firsts[step], seconds[step]
@@ -259,7 +262,7 @@ def write_rows(
                 pos += 1
         out[pos] = COMMA
         pos += 1
-        bounds[row + 1] = pos
+        bounds[r + 1] = pos
 
 
 @njit(cache=True, nogil=True)
@@ -273,6 +276,23 @@ def gather(source: np.ndarray, starts: np.ndarray, stops: np.ndarray, out: np.nd
         pos += size
 
 
+@intrinsic
+def _memmove(typingctx, out, to, start, size):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        target, source = builder.gep(array.data, [args[1]]), builder.gep(array.data, [args[2]])
+        cgutils.raw_memmove(builder, target, source, args[3], 1)
+        return context.get_dummy_value()
+
+    return types.none(out, to, start, size), codegen
+
+
+@njit(cache=True, nogil=True)
+def move(out: np.ndarray, to: int, start: int, size: int) -> None:
+    """`out[to:to + size] = out[start:start + size]`, the two ranges may overlap (memmove)."""
+    _memmove(out, to, start, size)
+
+
 def _load() -> None:
     """Load the machine code with the module (from numba's on-disk cache; compiled the first
     time), so its one-off cost (~0.6 s: numba's own set-up) is paid on import, like any
@@ -281,8 +301,9 @@ def _load() -> None:
     none = np.zeros(1, dtype=np.int64)
     out = np.zeros(1, dtype=np.uint8)
     leaves = np.zeros((1, 5), dtype=np.int64)
-    write_rows(np.zeros((3, 0), dtype=np.int64), readonly, none, leaves, none, out, none)
+    write_rows(np.zeros((3, 0), dtype=np.int64), readonly, none, leaves, none, 0, out, none)
     gather(out, none[:0], none[:0], out)
+    move(out, 0, 0, 0)
 
 
 _load()

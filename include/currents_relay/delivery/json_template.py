@@ -14,6 +14,9 @@ both write the same events.
 
 from __future__ import annotations
 
+import itertools
+import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,11 +157,11 @@ class _Leaves:
     """A chunk's leaf values where polars keeps them, as the kernel reads them: addresses of
     Arrow buffers (string views, int64 values, validity bitmaps), read in place."""
 
-    def __init__(self, leaves: list[Leaf], columns: list[pl.Series]) -> None:
+    def __init__(self, leaves: list[Leaf], columns: list[pl.Series], parts: list[range]) -> None:
         self.table = np.zeros((max(len(leaves), 1), 5), dtype=np.int64)
         addresses: list[int] = []
         self.arrays: list[pa.Array] = []  # keeps the buffers alive while the kernel runs
-        self.text_bytes = 0  # a bound on the bytes the leaves write
+        self.text_bytes = [0] * len(parts)  # per part of the rows: a bound on what leaves write
         for i, (leaf, series) in enumerate(zip(leaves, columns, strict=True)):
             row = self.table[i]
             if series.dtype == pl.Null or series.null_count() == series.len():
@@ -176,49 +179,91 @@ class _Leaves:
             row[kernel.OFFSET] = array.offset
             row[kernel.BUFFERS] = len(addresses)
             addresses += [buffer.address for buffer in data]
-            if leaf.kind == kernel.INTEGER:
-                self.text_bytes += 20 * len(series)
-            else:
-                growth = kernel.ESCAPE_GROWTH if leaf.kind == kernel.STRING else 1
-                self.text_bytes += growth * _view_bytes(array, validity, values) + 2 * len(series)
+            growth = kernel.ESCAPE_GROWTH if leaf.kind == kernel.STRING else 1
+            for p, rows in enumerate(parts):
+                if leaf.kind == kernel.INTEGER:
+                    self.text_bytes[p] += 20 * len(rows)
+                else:
+                    held = _view_bytes(array, validity, values, rows)
+                    self.text_bytes[p] += growth * held + 2 * len(rows)
         self.buffers = np.array(addresses or [0], dtype=np.int64)
 
 
-def _view_bytes(array: pa.Array, validity: pa.Buffer | None, views: pa.Buffer) -> int:
-    """The bytes a string view array's values hold: the sum of the lengths in the 16-byte
-    views of its valid slots (a null's view may hold anything)."""
-    rows = slice(array.offset, array.offset + len(array))
-    lengths = np.frombuffer(views, dtype=np.int32).reshape(-1, 4)[rows, 0]
+def _view_bytes(array: pa.Array, validity: pa.Buffer | None, views: pa.Buffer, rows: range) -> int:
+    """The bytes the `rows` of a string view array hold: the sum of the lengths in the
+    16-byte views of its valid slots (a null's view may hold anything)."""
+    at = slice(array.offset + rows.start, array.offset + rows.stop)
+    lengths = np.frombuffer(views, dtype=np.int32).reshape(-1, 4)[at, 0]
     if validity is not None and array.null_count:
         valid = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
-        lengths = lengths[valid[rows].view(bool)]
+        lengths = lengths[valid[at].view(bool)]
     return int(lengths.sum(dtype=np.int64))
 
 
+PART_ROWS = 2_048  # the fewest rows worth a thread of their own
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _parts(rows: int) -> list[range]:
+    """The rows cut into one part per core (parts of `PART_ROWS` at least)."""
+    count = max(1, min(CORES, rows // PART_ROWS))
+    cuts = [rows * p // count for p in range(count + 1)]
+    return [range(start, stop) for start, stop in itertools.pairwise(cuts)]
+
+
 def render(frame: pl.DataFrame, template: Obj) -> Encoded:
-    """Each row of `frame` written as `template`, in order."""
+    """Each row of `frame` written as `template`, in order.
+
+    The rows are cut into one part per core, each written by the kernel (which releases the
+    GIL) on a thread of its own into its own stretch of one buffer; the stretches are then
+    moved together, so the events stay back to back."""
     rows = frame.height
     program = _Program()
     program.add(template)
     columns = frame.select(
         [leaf.expr.alias(f"leaf{i}") for i, leaf in enumerate(program.leaves)]
     ).get_columns()
-    leaves = _Leaves(program.leaves, columns)
+    parts = _parts(rows)
+    leaves = _Leaves(program.leaves, columns, parts)
     literals = b"".join(program.literals)
     literal_offsets = np.zeros(len(program.literals) + 1, dtype=np.int64)
     np.cumsum([len(text) for text in program.literals], out=literal_offsets[1:])
     # Per row: every literal, and a comma and braces per op, and the row's comma; then what
     # the leaves write (their bytes, escaped at worst; quotes; an integer's sign and digits).
     per_row = len(literals) + 2 * len(program.ops) + 1
-    out = np.empty(rows * per_row + leaves.text_bytes, dtype=np.uint8)
-    bounds = np.empty(rows + 1, dtype=np.int64)
-    kernel.write_rows(
-        np.array(program.ops, dtype=np.int64).reshape(-1, 3).T.copy(),
-        np.frombuffer(literals or b" ", dtype=np.uint8),
-        literal_offsets,
-        leaves.table,
-        leaves.buffers,
-        out,
-        bounds,
-    )
-    return Encoded(out[: bounds[-1]], bounds)
+    sizes = [
+        len(part) * per_row + text for part, text in zip(parts, leaves.text_bytes, strict=True)
+    ]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    out = np.empty(int(starts[-1]), dtype=np.uint8)
+    bounds = [np.empty(len(part) + 1, dtype=np.int64) for part in parts]
+    program_table = np.array(program.ops, dtype=np.int64).reshape(-1, 3).T.copy()
+    literal_bytes = np.frombuffer(literals or b" ", dtype=np.uint8)
+
+    def write(p: int) -> None:
+        stretch = out[starts[p] : starts[p + 1]]
+        kernel.write_rows(
+            program_table,
+            literal_bytes,
+            literal_offsets,
+            leaves.table,
+            leaves.buffers,
+            parts[p].start,
+            stretch,
+            bounds[p],
+        )
+
+    helpers = [threading.Thread(target=write, args=(p,)) for p in range(1, len(parts))]
+    for helper in helpers:
+        helper.start()
+    write(0)
+    for helper in helpers:
+        helper.join()
+    end = int(bounds[0][-1])
+    for p in range(1, len(parts)):  # close the gaps: each part right after the one before
+        written = int(bounds[p][-1])
+        kernel.move(out, end, int(starts[p]), written)
+        bounds[p] += end
+        end += written
+    joined = np.concatenate([bounds[0], *(b[1:] for b in bounds[1:])])
+    return Encoded(out[:end], joined)
