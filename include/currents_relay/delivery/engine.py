@@ -24,6 +24,7 @@ import fnmatch
 import gzip
 import logging
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -48,6 +49,7 @@ from currents_relay.delivery.batching import (
     batch_id,
     cut_batches,
 )
+from currents_relay.delivery.handoff import Handoff
 from currents_relay.delivery.ledger import Ledger
 from currents_relay.delivery.partner import Outcome, Partner, dumps
 from currents_relay.delivery.pii import PiiPolicy
@@ -58,6 +60,7 @@ from currents_relay.lake import Lake
 log = logging.getLogger(__name__)
 OFF_THE_WIRE = frozenset(("timestamp", *LINEAGE_FIELDS))
 ENCODE_CHUNK_ROWS = 20_000  # rows written at a time
+SEND_AHEAD = 2  # batches ready to send while one is on the wire
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,7 @@ class Delivery:
         self.planned_batches = 0
         self._deadline = 0.0
         self._stopped = False
+        self._counting = threading.Lock()
         # Chunks are written from templates (`Partner.wire_frame`) unless the PII policy
         # rewrites rows.
         self._frame_wire = not self.pii.active
@@ -365,7 +369,8 @@ class Delivery:
             return
         payloads = [(t, i, encoded.decode()) for t, i, encoded in batch.events()]
         self.ledger.dead_letter(payloads, batch_id(batch.runs()), status, reason)
-        self.dead_now += len(payloads)
+        with self._counting:  # events too large are dead-lettered while batches are sent
+            self.dead_now += len(payloads)
         log.warning(
             "%s: dead-lettered %d event(s): HTTP %s %s",
             self.partner.name,
@@ -476,10 +481,12 @@ class Delivery:
         error: DeliveryError | None = None
         chunks = self._chunks()
         try:  # batches run across event types, so only the hour's last batch is partly filled
-            for batch in self._batches(chunks):
-                self.planned_batches += 1
-                if not self.dry_run:
-                    self._send(batch)
+            # Sent on a thread of their own, in order, while the next ones are read and written.
+            with Handoff(self._send, depth=SEND_AHEAD, name=f"send-{self.partner.name}") as sends:
+                for batch in self._batches(chunks):
+                    self.planned_batches += 1
+                    if not self.dry_run:
+                        sends.put(batch)
         except DeliveryError as stop:
             error, self._stopped = stop, True
         for _ in chunks:

@@ -1,0 +1,62 @@
+"""The hand-off runs items in order on one thread and raises its errors back."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from currents_relay.delivery.handoff import Handoff
+
+
+def test_items_run_in_order_on_one_other_thread():
+    seen: list[tuple[int, str]] = []
+    with Handoff(lambda item: seen.append((item, threading.current_thread().name)), 1) as h:
+        for item in range(50):
+            h.put(item)
+    assert [item for item, _ in seen] == list(range(50))
+    assert {name for _, name in seen} == {"handoff"}
+
+
+def test_an_error_stops_the_work_and_is_raised_by_the_next_put():
+    ran: list[int] = []
+    release = threading.Event()
+
+    def work(item: int) -> None:
+        if item == 3:
+            raise ValueError("partner said no")
+        ran.append(item)
+        release.wait(5)
+
+    with pytest.raises(ValueError, match="partner said no"), Handoff(work, depth=1) as handoff:
+        release.set()
+        for item in range(1_000):
+            handoff.put(item)  # raises once the worker has failed: never all 1,000
+    assert ran == [0, 1, 2]
+
+
+def test_an_error_of_the_last_item_is_raised_on_leaving():
+    def work(item: int) -> None:
+        raise RuntimeError(f"item {item}")
+
+    with pytest.raises(RuntimeError, match="item 0"), Handoff(work) as handoff:
+        handoff.put(0)
+
+
+def test_the_callers_error_wins_and_the_queued_items_are_not_run():
+    ran: list[int] = []
+    started, release = threading.Event(), threading.Event()
+
+    def work(item: int) -> None:
+        started.set()
+        release.wait(5)
+        ran.append(item)
+
+    with pytest.raises(KeyError), Handoff(work, depth=2) as handoff:
+        handoff.put(0)
+        started.wait(5)
+        handoff.put(1)
+        handoff.put(2)
+        threading.Timer(0.2, release.set).start()  # item 0 finishes after the error
+        raise KeyError("reading the lake failed")
+    assert ran == [0]  # the item at work finishes; the queued ones are left
