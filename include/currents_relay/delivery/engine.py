@@ -36,6 +36,7 @@ from typing import Any
 import certifi
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import urllib3
 
@@ -51,7 +52,7 @@ from currents_relay.delivery.batching import (
 )
 from currents_relay.delivery.handoff import Handoff
 from currents_relay.delivery.ledger import Ledger
-from currents_relay.delivery.partner import Outcome, Partner, dumps
+from currents_relay.delivery.partner import Outcome, Partner, Request, dumps
 from currents_relay.delivery.pii import PiiPolicy
 from currents_relay.gc_pause import rare_gc
 from currents_relay.keyset import keys_of
@@ -184,6 +185,18 @@ def _routed(event_type: str, ids: Ids, encoded: Encoded, routes: list[str]) -> l
         part = chunk.take(rows)
         routed.append(Chunk(event_type, part.ids, part.encoded, where))
     return routed
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A batch ready to send: its id, its request (body: `size` bytes before any gzip) and the
+    ids the ledger records once the partner acknowledges it (prepared before it is sent)."""
+
+    batch: Batch
+    id: str
+    size: int
+    request: Request
+    runs: list[tuple[str, pa.StringArray]]
 
 
 class Delivery:
@@ -392,8 +405,8 @@ class Delivery:
             return retry_after + random.uniform(0, 0.1)
         return random.uniform(0, min(self.policy.max_delay, self.policy.base_delay * 2**attempt))
 
-    def _send(self, batch: Batch) -> None:
-        name = self.partner.name
+    def _outgoing(self, batch: Batch) -> Outgoing:
+        """A batch's request, and what the ledger records once it is acknowledged."""
         bid = batch_id(batch.runs())
         body = self.partner.batch_body(batch, bid)
         request = self.partner.request(body, bid, batch.route)
@@ -403,6 +416,12 @@ class Delivery:
                 body=gzip.compress(request.body, compresslevel=1),
                 headers=request.headers | {"Content-Encoding": "gzip"},
             )
+        runs = [(event_type, ids.to_arrow()) for event_type, ids in batch.runs()]
+        return Outgoing(batch, bid, len(body), request, runs)
+
+    def _send(self, outgoing: Outgoing) -> None:
+        name = self.partner.name
+        batch, bid, request = outgoing.batch, outgoing.id, outgoing.request
         attempt = 0
         while True:
             self.stats.requests += 1
@@ -430,14 +449,18 @@ class Delivery:
             self.stats.statuses[str(status)] += 1
             outcome = self.partner.classify(status)
             log.info(
-                "%s: batch %s (%d events, %d bytes) -> %s", name, bid, len(batch), len(body), status
+                "%s: batch %s (%d events, %d bytes) -> %s",
+                name,
+                bid,
+                len(batch),
+                outgoing.size,
+                status,
             )
             if outcome is Outcome.DONE:
                 events = len(batch)
-                runs = [(event_type, ids.to_arrow()) for event_type, ids in batch.runs()]
-                self.ledger.acknowledge(runs, bid, status)
+                self.ledger.acknowledge(outgoing.runs, bid, status)
                 self.delivered_now += events
-                self.stats.bytes_sent += len(body)
+                self.stats.bytes_sent += outgoing.size
                 self.stats.sent_events += events
                 return
             if outcome is Outcome.RETRY:
@@ -458,7 +481,7 @@ class Delivery:
                 return
             self.stats.splits += 1
             for half in batch.halves():
-                self._send(half)
+                self._send(self._outgoing(half))
             return
 
     # -- the run -------------------------------------------------------------------------------
@@ -486,7 +509,7 @@ class Delivery:
                 for batch in self._batches(chunks):
                     self.planned_batches += 1
                     if not self.dry_run:
-                        sends.put(batch)
+                        sends.put(self._outgoing(batch))
         except DeliveryError as stop:
             error, self._stopped = stop, True
         for _ in chunks:
