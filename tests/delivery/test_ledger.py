@@ -10,7 +10,7 @@ import fsspec
 import pyarrow.parquet as pq
 
 from currents_relay.delivery.engine import Delivery, Selection
-from currents_relay.delivery.ledger import Ledger, read_journal
+from currents_relay.delivery.ledger import Ledger, ParquetCopy, read_journal
 from currents_relay.lake import Lake
 from currents_relay.partners.custom_http import CustomHttp
 from tests.delivery.conftest import endpoint
@@ -28,7 +28,8 @@ def known(lake_url: str, destination: str = "d") -> int:
     return sum(len(keys) for keys in ledger.acknowledged.values())
 
 
-def test_local_run_appends_to_one_journal_then_folds_it_into_one_parquet(tmp_path):
+def test_local_run_appends_to_one_journal_then_folds_it_into_one_parquet(tmp_path, monkeypatch):
+    monkeypatch.setattr(ParquetCopy, "ROWS", 15)  # the copy written in row groups on the way
     ledger = Ledger(Lake(str(tmp_path)), "d", HOUR)
     for b in range(3):
         ledger.acknowledge(batch(10, 10 * b), f"b{b}", 200)
@@ -38,6 +39,11 @@ def test_local_run_appends_to_one_journal_then_folds_it_into_one_parquet(tmp_pat
     ledger.close()
     assert [p.suffix for p in folder.glob("ack-*")] == [".parquet"]
     assert known(str(tmp_path)) == 30
+    folded = pq.ParquetFile(next(folder.glob("ack-*.parquet")))
+    assert folded.metadata.num_row_groups == 2 and not list(folder.glob(".*.tmp"))
+    table = folded.read()
+    assert table.column("id").to_pylist() == [f"id-{i}" for i in range(30)]
+    assert table.column("batch_id").to_pylist() == [f"b{i // 10}" for i in range(30)]
 
 
 def test_a_torn_last_record_loses_only_that_record(tmp_path):
@@ -86,7 +92,7 @@ def test_recording_and_reading_acknowledgements_never_imports_pandas(tmp_path):
     """pyarrow's `array`/`scalar` import pandas (0.2 s) on first use: the ledger avoids them."""
     code = f"""
 import sys
-from currents_relay.delivery.ledger import Ledger, read_journal
+from currents_relay.delivery.ledger import Ledger, ParquetCopy, read_journal
 from currents_relay.lake import Lake
 ledger = Ledger(Lake({str(tmp_path)!r}), "d", "{HOUR}")
 ledger.acknowledge([("{OPEN}", ["a", "é"]), ("t", []), ("u", ["c"])], "b1", 200)

@@ -184,20 +184,18 @@ class _Leaves:
                 if leaf.kind == kernel.INTEGER:
                     self.text_bytes[p] += 20 * len(rows)
                 else:
-                    held = _view_bytes(array, validity, values, rows)
+                    held = _view_bytes(array, values, rows)
                     self.text_bytes[p] += growth * held + 2 * len(rows)
         self.buffers = np.array(addresses or [0], dtype=np.int64)
 
 
-def _view_bytes(array: pa.Array, validity: pa.Buffer | None, views: pa.Buffer, rows: range) -> int:
-    """The bytes the `rows` of a string view array hold: the sum of the lengths in the
-    16-byte views of its valid slots (a null's view may hold anything)."""
+def _view_bytes(array: pa.Array, views: pa.Buffer, rows: range) -> int:
+    """A bound on the bytes the `rows` of a string view array hold: the sum of the lengths
+    in their 16-byte views (a valid slot's is its length; a null's may hold anything, so
+    it counts as at least 0)."""
     at = slice(array.offset + rows.start, array.offset + rows.stop)
     lengths = np.frombuffer(views, dtype=np.int32).reshape(-1, 4)[at, 0]
-    if validity is not None and array.null_count:
-        valid = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
-        lengths = lengths[valid[at].view(bool)]
-    return int(lengths.sum(dtype=np.int64))
+    return int(np.maximum(lengths, 0).sum(dtype=np.int64))
 
 
 PART_ROWS = 2_048  # the fewest rows worth a thread of their own

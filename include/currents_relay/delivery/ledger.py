@@ -11,8 +11,8 @@ Every acknowledgement is recorded right after its 2xx, before the next request, 
 loses at most the one batch in flight. On object stores each one is its own small Parquet
 object (written under a temporary name, then renamed: atomic anywhere). On a local disk a
 run appends them to one Arrow IPC stream instead (one `write` per 2xx, not a file: 30x
-cheaper); a run killed mid-append leaves a readable prefix, and a run that ends folds its
-journal into one Parquet file.
+cheaper); a run killed mid-append leaves a readable prefix. The same records are copied into
+a Parquet file as they come (`ParquetCopy`), which takes the journal's place when the run ends.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
@@ -95,6 +95,47 @@ class Journal:
         self._file.close()
 
 
+class ParquetCopy:
+    """A journal's records copied into one Parquet file as they are appended (row groups of
+    `ROWS`, under a temporary name), so a run's end only writes the footer and renames it:
+    no second pass over the journal."""
+
+    ROWS = 65_536
+    # Ledger files are read whole: no statistics; zstd's fastest level (smaller than
+    # snappy's, as fast); dictionaries only where values repeat (ids never do).
+    OPTIONS: ClassVar[dict[str, Any]] = {
+        "compression": "zstd",
+        "compression_level": 1,
+        "write_statistics": False,
+        "use_dictionary": ["event_type", "batch_id"],
+    }
+
+    def __init__(self, fs: Any, folder: str) -> None:
+        self.fs = fs
+        self.temporary = f"{folder}/.{uuid.uuid4().hex}.tmp"
+        self._sink = fs.open(self.temporary, "wb")
+        self._writer = pq.ParquetWriter(self._sink, ACK_SCHEMA, **self.OPTIONS)
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        self._pending.append(table)
+        self._rows += table.num_rows
+        if self._rows >= self.ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(pa.concat_tables(self._pending))
+        self._pending, self._rows = [], 0
+
+    def finish(self, target: str) -> None:
+        self._flush()
+        self._writer.close()
+        self._sink.close()
+        self.fs.mv(self.temporary, target)
+
+
 def journal_batches(fs: Any, path: str) -> Iterator[pa.RecordBatch]:
     """The whole records of a journal; a run killed mid-append leaves a torn last record."""
     # A torn tail ends the stream: everything before it was acknowledged and stays.
@@ -128,6 +169,7 @@ class Ledger:
         self.acknowledged = self._keys(self.ack_dir, "ack-")
         self.dead = self._keys(self.dead_dir, "dl-")
         self._journal: Journal | None = None
+        self._copy: ParquetCopy | None = None  # the journal, as Parquet, written as it grows
 
     def _keys(self, folder: str, prefix: str) -> dict[str, KeySet]:
         """Event type -> keys of the ids recorded in the folder's files."""
@@ -195,44 +237,25 @@ class Ledger:
         if self._journal is None and _is_local(self.lake.fs):
             self.lake.fs.makedirs(self.ack_dir, exist_ok=True)
             self._journal = Journal(f"{self.ack_dir}/ack-run-{uuid.uuid4().hex}.arrows")
-        if self._journal is not None:
+            self._copy = ParquetCopy(self.lake.fs, self.ack_dir)
+        if self._journal is not None and self._copy is not None:
             self._journal.append(table)
+            self._copy.add(table)
         else:
             self._write(self.ack_dir, f"ack-{batch}-{uuid.uuid4().hex[:8]}.parquet", table)
 
     def close(self) -> None:
-        """Fold this run's journal into one Parquet file (the journal stays readable if the
-        run never gets here)."""
+        """Finish this run's Parquet copy of its journal and put it in the journal's place (the
+        journal stays readable if the run never gets here)."""
         journal, self._journal = self._journal, None
         if journal is None:
             return
         journal.close()
+        assert self._copy is not None
         name = journal.path.rsplit("/", 1)[1].removesuffix(".arrows")
-        self._fold(journal.path, f"{self.ack_dir}/{name}.parquet")
+        self._copy.finish(f"{self.ack_dir}/{name}.parquet")
+        self._copy = None
         self.lake.fs.rm(journal.path)
-
-    def _fold(self, journal: str, target: str) -> None:
-        """Copy a journal into one Parquet file, streaming (written under a temporary name)."""
-        fs = self.lake.fs
-        temporary = f"{target.rsplit('/', 1)[0]}/.{uuid.uuid4().hex}.tmp"
-        pending: list[pa.RecordBatch] = []
-        rows = 0
-        # Ledger files are read whole: no statistics; zstd's fastest level (smaller than
-        # snappy's, as fast).
-        options = {"compression": "zstd", "compression_level": 1, "write_statistics": False}
-        with (
-            fs.open(temporary, "wb") as sink,
-            pq.ParquetWriter(sink, ACK_SCHEMA, **options) as writer,
-        ):
-            for batch in journal_batches(fs, journal):
-                pending.append(batch)
-                rows += batch.num_rows
-                if rows >= 65_536:
-                    writer.write_table(pa.Table.from_batches(pending, schema=ACK_SCHEMA))
-                    pending, rows = [], 0
-            if pending:
-                writer.write_table(pa.Table.from_batches(pending, schema=ACK_SCHEMA))
-        fs.mv(temporary, target)
 
     def dead_letter(
         self, events: list[tuple[str, str, str]], batch: str, status: int, reason: str
