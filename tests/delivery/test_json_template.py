@@ -174,3 +174,19 @@ def test_escapes_are_found_in_every_byte_of_a_word():
     assert list(jt.render(frame, jt.Obj([jt.column(frame, "v")]))) == [
         orjson.dumps({"v": v}) for v in values
     ]
+
+
+def test_escapes_are_found_at_every_position_of_every_short_length():
+    """Under 8 bytes a string is checked as one masked word of its view; longer ones end with
+    a word overlapping the one before: a byte to escape is found wherever it sits."""
+    values = [
+        "a" * position + special + "z" * (length - position - 1)
+        for special in ("\x00", "\x1f", '"', "\\", "\n")
+        for length in range(1, 25)
+        for position in range(length)
+    ]
+    values += ["x" * length for length in range(25)]
+    frame = pl.DataFrame({"v": values})
+    assert list(jt.render(frame, jt.Obj([jt.column(frame, "v")]))) == [
+        orjson.dumps({"v": v}) for v in values
+    ]

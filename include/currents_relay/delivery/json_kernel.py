@@ -88,30 +88,34 @@ _word_at = _reader(64, "", types.uint64)  # 8 bytes at once, for the escape chec
 
 
 @njit(cache=True, nogil=True)
-def _special(word: np.uint64) -> bool:
-    """Whether one of 8 bytes is a control byte, a quote or a backslash (exact, with the
-    has-zero-byte trick on the word and on it xor'ed with each byte sought)."""
+def _flags(word: np.uint64) -> np.uint64:
+    """The high bit of each of 8 bytes that is a control byte, a quote or a backslash (the
+    has-zero-byte trick on the word and on it xor'ed with each byte sought: the lowest such
+    byte is always flagged; a byte above one may be flagged falsely, never one below)."""
     below = (word - ONES * np.uint64(0x20)) & ~word
     quoted = word ^ (ONES * np.uint64(QUOTE))
     quotes = (quoted - ONES) & ~quoted
     slashed = word ^ (ONES * np.uint64(BACKSLASH))
     slashes = (slashed - ONES) & ~slashed
-    return ((below | quotes | slashes) & HIGHS) != 0
+    return (below | quotes | slashes) & HIGHS
 
 
 @njit(cache=True, nogil=True)
 def _needs_escaping(address: int, size: int) -> bool:
+    """Whether a string view's bytes hold one that JSON escapes, checked 8 at a time: the
+    last word overlaps the one before it; a string under 8 bytes is inline in its view,
+    which holds 12, so its word is read whole and the bytes past the string masked off."""
+    if size < 8:
+        if size == 0:
+            return False
+        inside = (np.uint64(1) << np.uint64(8 * size)) - np.uint64(1)
+        return (_flags(_word_at(address)) & inside) != 0
     i = 0
     while i + 8 <= size:
-        if _special(_word_at(address + i)):
+        if _flags(_word_at(address + i)) != 0:
             return True
         i += 8
-    while i < size:
-        byte = _byte_at(address + i)
-        if byte < 0x20 or byte in (QUOTE, BACKSLASH):
-            return True
-        i += 1
-    return False
+    return i < size and _flags(_word_at(address + size - 8)) != 0
 
 
 @njit(cache=True, nogil=True)
