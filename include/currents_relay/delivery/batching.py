@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from currents_relay.delivery.json_kernel import gather
+from currents_relay.delivery.json_kernel import copy_at, gather
 
 
 class Encoded:
@@ -40,15 +40,20 @@ class Encoded:
         return cls(b",".join(events) + b"," if events else b"", bounds)
 
     @classmethod
-    def concat(cls, parts: Sequence[Encoded]) -> Encoded:
-        """The events of `parts`, one after the other, in a buffer of their own."""
-        bounds = [np.zeros(1, dtype=np.int64)]
-        base = 0
-        for part in parts:
-            bounds.append(part.bounds[1:] - part.bounds[0] + base)
-            base += int(part.bounds[-1] - part.bounds[0])
-        buffer = b"".join(part.buffer[part.bounds[0] : part.bounds[-1]] for part in parts)
-        return cls(buffer, np.concatenate(bounds))
+    def merge(cls, usual: Encoded, unusual: Encoded, from_unusual: np.ndarray) -> Encoded:
+        """Rows in order, each the next event of `unusual` where `from_unusual` holds and of
+        `usual` elsewhere, in a buffer of their own (one copy of each event's bytes)."""
+        addresses = np.empty(len(from_unusual), dtype=np.int64)
+        sizes = np.empty(len(from_unusual), dtype=np.int64)
+        for part, rows in ((usual, ~from_unusual), (unusual, from_unusual)):
+            base = np.frombuffer(part.buffer, dtype=np.uint8).ctypes.data if len(part) else 0
+            addresses[rows] = base + part.bounds[:-1]
+            sizes[rows] = np.diff(part.bounds)  # each event with its comma
+        bounds = np.zeros(len(from_unusual) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=bounds[1:])
+        out = np.empty(int(bounds[-1]), dtype=np.uint8)
+        copy_at(addresses, sizes, out)
+        return cls(out, bounds)
 
     def __len__(self) -> int:
         return len(self.bounds) - 1

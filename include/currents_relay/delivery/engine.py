@@ -34,7 +34,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import certifi
-import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -332,11 +331,7 @@ class Delivery:
         if usual is None:
             return None
         unusual, _ = self._rows_written(frame.filter(odd))
-        unknown = odd.to_numpy()
-        places = np.empty(frame.height, dtype=np.int64)  # row -> its event in the two parts
-        places[np.flatnonzero(~unknown)] = np.arange(len(usual))
-        places[np.flatnonzero(unknown)] = np.arange(len(usual), frame.height)
-        return Encoded.concat([usual, unusual]).take(places)
+        return Encoded.merge(usual, unusual, odd.to_numpy())
 
     def _rows_written(self, frame: pl.DataFrame) -> tuple[Encoded, list[str]]:
         """Each row as `Partner.wire_event` (after the PII policy) writes it, and its route."""

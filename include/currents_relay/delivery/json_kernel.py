@@ -297,6 +297,16 @@ def move(out: np.ndarray, to: int, start: int, size: int) -> None:
     _memmove(out, to, start, size)
 
 
+@njit(cache=True, nogil=True)
+def copy_at(addresses: np.ndarray, sizes: np.ndarray, out: np.ndarray) -> None:
+    """`out` = the `sizes[i]` bytes at `addresses[i]`, one after the other (the caller keeps
+    the memory they point into alive)."""
+    pos = 0
+    for i in range(addresses.shape[0]):
+        _copy(out, pos, addresses[i], sizes[i])
+        pos += sizes[i]
+
+
 def _load() -> None:
     """Load the machine code with the module (from numba's on-disk cache; compiled the first
     time), so its one-off cost (~0.6 s: numba's own set-up) is paid on import, like any
@@ -307,6 +317,8 @@ def _load() -> None:
     leaves = np.zeros((1, 5), dtype=np.int64)
     write_rows(np.zeros((3, 0), dtype=np.int64), readonly, none, leaves, none, 0, out, none)
     gather(out, none[:0], none[:0], out)
+    gather(readonly, none[:0], none[:0], out)  # a source in `bytes`
+    copy_at(none[:0], none[:0], out)
     move(out, 0, 0, 0)
 
 
