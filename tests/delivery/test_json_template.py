@@ -190,3 +190,25 @@ def test_escapes_are_found_at_every_position_of_every_short_length():
     assert list(jt.render(frame, jt.Obj([jt.column(frame, "v")]))) == [
         orjson.dumps({"v": v}) for v in values
     ]
+
+
+def test_strings_that_escape_beyond_the_room_are_written_again_with_enough(monkeypatch):
+    """Stretches are sized for strings as they are, plus some room: a chunk whose escaping
+    needs more (here every byte, most as \\u00XX) is written again, for the worst case."""
+    calls: list[int] = []
+    real = kernel.write_rows
+
+    def counting(*args):
+        real(*args)
+        calls.append(int(args[-1][0]))  # -1: ran out of room
+
+    monkeypatch.setattr(kernel, "write_rows", counting)
+    monkeypatch.setattr(jt, "CORES", 2)
+    monkeypatch.setattr(jt, "PART_ROWS", 50)
+    values = ["\x01\x02" * 40 + '"' * 20, "plain", None] * 100
+    frame = pl.DataFrame({"v": values, "n": list(range(300))})
+    encoded = jt.render(frame, jt.Obj([jt.column(frame, "v"), jt.column(frame, "n")]))
+    expected = [orjson.dumps({k: v for k, v in row.items() if v is not None}) for row in
+                frame.to_dicts()]  # fmt: skip
+    assert list(encoded) == expected
+    assert -1 in calls[:2] and calls[2:] == [0, 0]  # the first try ran out, the second fit

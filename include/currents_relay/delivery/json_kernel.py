@@ -193,12 +193,16 @@ def write_rows(
     leaves: np.ndarray,
     buffers: np.ndarray,
     first: int,
+    room: int,
     out: np.ndarray,
     bounds: np.ndarray,
 ) -> None:
     """Write the objects of rows `first`, `first + 1`, ... (one per entry of `bounds` but
     the last), each followed by a comma: row `first + r` is `out[bounds[r]:bounds[r + 1] - 1]`.
-    `out` must hold the bound `json_template` computes."""
+
+    `out` holds the bound `json_template` computes with each string's bytes counted once,
+    plus `room`: what escaping adds is taken from `room`; if it would run out, nothing more
+    is written and `bounds[0]` is set to -1 (the caller writes again with more room)."""
     counts = np.zeros(MAX_DEPTH, dtype=np.int64)  # members written, per open object
     rollback = np.zeros(MAX_DEPTH, dtype=np.int64)  # where each open object began
     optional = np.zeros(MAX_DEPTH, dtype=np.int64)
@@ -258,7 +262,15 @@ def write_rows(
                 out[pos] = QUOTE
                 pos += 1
                 if _needs_escaping(address, size):
+                    if pos + ESCAPE_GROWTH * size + 1 > out.shape[0]:
+                        bounds[0] = -1  # this string might not fit
+                        return
+                    before = pos
                     pos = _put_escaped(out, pos, address, size, short)
+                    room -= pos - before - size  # the bytes escaping added
+                    if room < 0:
+                        bounds[0] = -1  # what is left might not fit
+                        return
                 else:
                     _copy(out, pos, address, size)
                     pos += size
@@ -315,7 +327,7 @@ def _load() -> None:
     none = np.zeros(1, dtype=np.int64)
     out = np.zeros(1, dtype=np.uint8)
     leaves = np.zeros((1, 5), dtype=np.int64)
-    write_rows(np.zeros((3, 0), dtype=np.int64), readonly, none, leaves, none, 0, out, none)
+    write_rows(np.zeros((3, 0), dtype=np.int64), readonly, none, leaves, none, 0, 0, out, none)
     gather(out, none[:0], none[:0], out)
     gather(readonly, none[:0], none[:0], out)  # a source in `bytes`
     copy_at(none[:0], none[:0], out)

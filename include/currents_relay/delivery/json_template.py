@@ -161,7 +161,10 @@ class _Leaves:
         self.table = np.zeros((max(len(leaves), 1), 5), dtype=np.int64)
         addresses: list[int] = []
         self.arrays: list[pa.Array] = []  # keeps the buffers alive while the kernel runs
-        self.text_bytes = [0] * len(parts)  # per part of the rows: a bound on what leaves write
+        # Per part of the rows: what leaves write with no byte escaped (a bound), and the
+        # bytes of their strings (escaping writes at most `ESCAPE_GROWTH` times as many).
+        self.text_bytes = [0] * len(parts)
+        self.string_bytes = [0] * len(parts)
         for i, (leaf, series) in enumerate(zip(leaves, columns, strict=True)):
             row = self.table[i]
             if series.dtype == pl.Null or series.null_count() == series.len():
@@ -179,13 +182,14 @@ class _Leaves:
             row[kernel.OFFSET] = array.offset
             row[kernel.BUFFERS] = len(addresses)
             addresses += [buffer.address for buffer in data]
-            growth = kernel.ESCAPE_GROWTH if leaf.kind == kernel.STRING else 1
             for p, rows in enumerate(parts):
                 if leaf.kind == kernel.INTEGER:
                     self.text_bytes[p] += 20 * len(rows)
-                else:
-                    held = _view_bytes(array, values, rows)
-                    self.text_bytes[p] += growth * held + 2 * len(rows)
+                    continue
+                held = _view_bytes(array, values, rows)
+                self.text_bytes[p] += held + 2 * len(rows)
+                if leaf.kind == kernel.STRING:
+                    self.string_bytes[p] += held
         self.buffers = np.array(addresses or [0], dtype=np.int64)
 
 
@@ -209,37 +213,54 @@ def _parts(rows: int) -> list[range]:
     return [range(start, stop) for start, stop in itertools.pairwise(cuts)]
 
 
+ROOM_SHARE = 32  # escaping gets 1/32 of a part's bound (4 KiB at least) before a rewrite
+
+
 def render(frame: pl.DataFrame, template: Obj) -> Encoded:
     """Each row of `frame` written as `template`, in order.
 
     The rows are cut into one part per core, each written by the kernel (which releases the
     GIL) on a thread of its own into its own stretch of one buffer; the stretches are then
-    moved together, so the events stay back to back."""
-    rows = frame.height
+    moved together, so the events stay back to back. A stretch is sized for strings written
+    as they are, plus some room for escaping; in the rare chunk where escaping needs more,
+    it is written again with room for the worst case."""
     program = _Program()
     program.add(template)
     columns = frame.select(
         [leaf.expr.alias(f"leaf{i}") for i, leaf in enumerate(program.leaves)]
     ).get_columns()
-    parts = _parts(rows)
+    parts = _parts(frame.height)
     leaves = _Leaves(program.leaves, columns, parts)
+    # Per row: every literal, and a comma and braces per op, and the row's comma; then what
+    # the leaves write (their bytes; quotes; an integer's sign and digits).
+    per_row = sum(map(len, program.literals)) + 2 * len(program.ops) + 1
+    bounds = [
+        len(part) * per_row + text for part, text in zip(parts, leaves.text_bytes, strict=True)
+    ]
+    rooms = [max(4_096, bound // ROOM_SHARE) for bound in bounds]
+    written = _write(program, leaves, parts, bounds, rooms)
+    if written is None:  # escaping needed more room: the worst case, which always fits
+        worst = [(kernel.ESCAPE_GROWTH - 1) * strings for strings in leaves.string_bytes]
+        written = _write(program, leaves, parts, bounds, worst)
+        assert written is not None
+    return written
+
+
+def _write(
+    program: _Program, leaves: _Leaves, parts: list[range], bounds: list[int], rooms: list[int]
+) -> Encoded | None:
+    """The parts written on threads, then moved together; None if one ran out of room."""
     literals = b"".join(program.literals)
     literal_offsets = np.zeros(len(program.literals) + 1, dtype=np.int64)
     np.cumsum([len(text) for text in program.literals], out=literal_offsets[1:])
-    # Per row: every literal, and a comma and braces per op, and the row's comma; then what
-    # the leaves write (their bytes, escaped at worst; quotes; an integer's sign and digits).
-    per_row = len(literals) + 2 * len(program.ops) + 1
-    sizes = [
-        len(part) * per_row + text for part, text in zip(parts, leaves.text_bytes, strict=True)
-    ]
+    sizes = [bound + room for bound, room in zip(bounds, rooms, strict=True)]
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     out = np.empty(int(starts[-1]), dtype=np.uint8)
-    bounds = [np.empty(len(part) + 1, dtype=np.int64) for part in parts]
+    ends = [np.empty(len(part) + 1, dtype=np.int64) for part in parts]
     program_table = np.array(program.ops, dtype=np.int64).reshape(-1, 3).T.copy()
     literal_bytes = np.frombuffer(literals or b" ", dtype=np.uint8)
 
     def write(p: int) -> None:
-        stretch = out[starts[p] : starts[p + 1]]
         kernel.write_rows(
             program_table,
             literal_bytes,
@@ -247,8 +268,9 @@ def render(frame: pl.DataFrame, template: Obj) -> Encoded:
             leaves.table,
             leaves.buffers,
             parts[p].start,
-            stretch,
-            bounds[p],
+            rooms[p],
+            out[starts[p] : starts[p + 1]],
+            ends[p],
         )
 
     helpers = [threading.Thread(target=write, args=(p,)) for p in range(1, len(parts))]
@@ -257,11 +279,13 @@ def render(frame: pl.DataFrame, template: Obj) -> Encoded:
     write(0)
     for helper in helpers:
         helper.join()
-    end = int(bounds[0][-1])
+    if any(part_ends[0] < 0 for part_ends in ends):
+        return None
+    end = int(ends[0][-1])
     for p in range(1, len(parts)):  # close the gaps: each part right after the one before
-        written = int(bounds[p][-1])
-        kernel.move(out, end, int(starts[p]), written)
-        bounds[p] += end
-        end += written
-    joined = np.concatenate([bounds[0], *(b[1:] for b in bounds[1:])])
+        size = int(ends[p][-1])
+        kernel.move(out, end, int(starts[p]), size)
+        ends[p] += end
+        end += size
+    joined = np.concatenate([ends[0], *(e[1:] for e in ends[1:])])
     return Encoded(out[:end], joined)
