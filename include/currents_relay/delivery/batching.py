@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from currents_relay.delivery import json_kernel
 from currents_relay.delivery.json_kernel import copy_at, gather
 
 
@@ -155,23 +156,11 @@ class Ids:
 
     def keyed(self, event_type: str) -> np.ndarray:
         """`<event_type>\x1f<id>\x1e` for each id, one after the other (what batch ids hash)."""
-        prefix = f"{event_type}\x1f".encode()
-        head = len(prefix) + 1  # the prefix, then the separator, then the ids
-        first = int(self.offsets[0])
-        source = np.frombuffer(
-            prefix + b"\x1e" + bytes(self.data[first : int(self.offsets[-1])]), dtype=np.uint8
-        )
-        n = len(self)
-        starts = np.empty((n, 3), dtype=np.int64)
-        stops = np.empty((n, 3), dtype=np.int64)
-        starts[:, 0], stops[:, 0] = 0, len(prefix)
-        starts[:, 1], stops[:, 1] = (
-            self.offsets[:-1] + (head - first),
-            self.offsets[1:] + (head - first),
-        )
-        starts[:, 2], stops[:, 2] = len(prefix), head
-        out = np.empty(n * head + int(self.offsets[-1]) - first, dtype=np.uint8)
-        gather(source, starts.ravel(), stops.ravel(), out)
+        head = np.frombuffer(f"{event_type}\x1f".encode(), dtype=np.uint8)
+        n, held = len(self), int(self.offsets[-1] - self.offsets[0])
+        out = np.empty(n * (len(head) + 1) + held, dtype=np.uint8)
+        data = np.frombuffer(self.data, dtype=np.uint8)
+        json_kernel.keyed(head, 0x1E, data, self.offsets, out)
         return out
 
 

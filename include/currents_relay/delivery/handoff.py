@@ -28,9 +28,11 @@ class Handoff(Generic[Item]):
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def __enter__(self) -> Handoff[Item]:
+    def start(self) -> Handoff[Item]:
         self._thread.start()
         return self
+
+    __enter__ = start
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not _DONE:
@@ -60,7 +62,10 @@ class Handoff(Generic[Item]):
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        """Wait for the queued items (the caller's own error first stops the worker), then
+        self.finish(error)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """Wait for the queued items (the caller's own `error` first stops the worker), then
         raise the worker's error, if any and if the caller has none of its own."""
         if error is not None and self._error is None:
             self._error = error  # the worker drains the rest without running it

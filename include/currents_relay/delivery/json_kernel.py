@@ -319,6 +319,25 @@ def copy_at(addresses: np.ndarray, sizes: np.ndarray, out: np.ndarray) -> None:
         pos += sizes[i]
 
 
+@njit(cache=True, nogil=True)
+def keyed(
+    head: np.ndarray, tail: int, data: np.ndarray, offsets: np.ndarray, out: np.ndarray
+) -> None:
+    """`out` = for each string `data[offsets[i]:offsets[i + 1]]`: `head`, it, then `tail`."""
+    pos = 0
+    size = head.shape[0]
+    start = head.ctypes.data
+    base = data.ctypes.data
+    for i in range(offsets.shape[0] - 1):
+        _copy(out, pos, start, size)
+        pos += size
+        length = offsets[i + 1] - offsets[i]
+        _copy(out, pos, base + offsets[i], length)
+        pos += length
+        out[pos] = tail
+        pos += 1
+
+
 def _load() -> None:
     """Load the machine code with the module (from numba's on-disk cache; compiled the first
     time), so its one-off cost (~0.6 s: numba's own set-up) is paid on import, like any
@@ -331,6 +350,7 @@ def _load() -> None:
     gather(out, none[:0], none[:0], out)
     gather(readonly, none[:0], none[:0], out)  # a source in `bytes`
     copy_at(none[:0], none[:0], out)
+    keyed(readonly, 0, readonly, none, out)
     move(out, 0, 0, 0)
 
 

@@ -30,6 +30,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from currents_relay.delivery.handoff import Handoff
 from currents_relay.keyset import KeySet, keys_of
 from currents_relay.lake import Lake
 
@@ -97,8 +98,8 @@ class Journal:
 
 class ParquetCopy:
     """A journal's records copied into one Parquet file as they are appended (row groups of
-    `ROWS`, under a temporary name), so a run's end only writes the footer and renames it:
-    no second pass over the journal."""
+    `ROWS`, encoded on a thread of their own, under a temporary name), so a run's end only
+    writes the footer and renames it: no second pass over the journal."""
 
     ROWS = 65_536
     # Ledger files are read whole: no statistics; zstd's fastest level (smaller than
@@ -115,6 +116,7 @@ class ParquetCopy:
         self.temporary = f"{folder}/.{uuid.uuid4().hex}.tmp"
         self._sink = fs.open(self.temporary, "wb")
         self._writer = pq.ParquetWriter(self._sink, ACK_SCHEMA, **self.OPTIONS)
+        self._writes = Handoff(self._writer.write_table, depth=2, name="ledger-copy").start()
         self._pending: list[pa.Table] = []
         self._rows = 0
 
@@ -126,11 +128,12 @@ class ParquetCopy:
 
     def _flush(self) -> None:
         if self._pending:
-            self._writer.write_table(pa.concat_tables(self._pending))
+            self._writes.put(pa.concat_tables(self._pending))
         self._pending, self._rows = [], 0
 
     def finish(self, target: str) -> None:
         self._flush()
+        self._writes.finish()
         self._writer.close()
         self._sink.close()
         self.fs.mv(self.temporary, target)
