@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from currents_relay.delivery.handoff import Handoff
+from currents_relay.delivery.handoff import Handoff, read_ahead
 
 
 def test_items_run_in_order_on_one_other_thread():
@@ -60,3 +60,45 @@ def test_the_callers_error_wins_and_the_queued_items_are_not_run():
         threading.Timer(0.2, release.set).start()  # item 0 finishes after the error
         raise KeyError("reading the lake failed")
     assert ran == [0]  # the item at work finishes; the queued ones are left
+
+
+def test_read_ahead_yields_every_item_in_order_from_another_thread():
+    threads: set[str] = set()
+
+    def items():
+        for item in range(100):
+            threads.add(threading.current_thread().name)
+            yield item
+
+    assert list(read_ahead(items(), depth=3)) == list(range(100))
+    assert threads == {"read-ahead"}
+
+
+def test_read_ahead_raises_the_producers_error_where_its_item_would_come():
+    def items():
+        yield 1
+        yield 2
+        raise OSError("lake file unreadable")
+
+    seen = []
+    with pytest.raises(OSError, match="unreadable"):
+        for item in read_ahead(items()):
+            seen.append(item)
+    assert seen == [1, 2]
+
+
+def test_leaving_early_stops_the_producer_and_closes_its_source():
+    produced, closed = [], threading.Event()
+
+    def items():
+        try:
+            for item in range(1_000_000):
+                produced.append(item)
+                yield item
+        finally:
+            closed.set()
+
+    for item in read_ahead(items(), depth=2):
+        if item == 5:
+            break
+    assert closed.wait(5) and len(produced) <= 5 + 1 + 2 + 1  # depth ahead, no further

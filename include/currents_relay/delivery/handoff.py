@@ -1,22 +1,68 @@
-"""A bounded hand-off to one worker thread, its errors raised back in the caller.
+"""Bounded hand-offs between threads, errors raised back where the items are handled.
 
-The push reads and encodes the next batches while the one before is on the wire: the
-requests (sockets, gzip, the kernel that writes JSON and polars all release the GIL) run on
-a thread of their own, fed through a queue of a few items, so memory stays bounded. The
-worker runs the items in order, one at a time; once one raises, it runs no more, and the
-error is raised by the caller's next `put` or by leaving the `with` block.
+The push reads, encodes and sends at once: the lake's next chunks are read on one thread
+(`read_ahead`), encoded on the caller's, and the batches sent on a third (`Handoff`), each
+stage a few items ahead of the next through a bounded queue, so memory stays bounded.
+Sockets, gzip, Arrow, polars and the kernel that writes JSON all release the GIL.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 _DONE = object()
+WAIT = 0.05  # seconds between looks at whether the other side has stopped
+
+
+def read_ahead(items: Iterable[Item], depth: int = 2, name: str = "read-ahead") -> Iterator[Item]:
+    """`items`, produced on a thread of their own, at most `depth` ahead of the consumer; an
+    error of the producer is raised where its item would have come. Closing the returned
+    iterator (or leaving a loop over it) stops the producer."""
+    handed: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand(ok: bool, item: object) -> bool:
+        while not stop.is_set():
+            try:
+                handed.put((ok, item), timeout=WAIT)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        source = iter(items)
+        try:
+            for item in source:
+                if not hand(True, item):
+                    return
+            hand(False, _DONE)
+        except BaseException as error:  # raised again in the consumer
+            hand(False, error)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()  # a generator's `with` blocks end here, in its own thread
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = handed.get()
+            if ok:
+                yield item  # type: ignore[misc]
+            elif item is _DONE:
+                return
+            else:
+                raise item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
 
 
 class Handoff(Generic[Item]):
@@ -51,7 +97,7 @@ class Handoff(Generic[Item]):
         self._raise()
         while True:
             try:
-                self._queue.put(item, timeout=0.05)
+                self._queue.put(item, timeout=WAIT)
                 return
             except queue.Full:
                 self._raise()
