@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -212,3 +213,22 @@ def test_strings_that_escape_beyond_the_room_are_written_again_with_enough(monke
                 frame.to_dicts()]  # fmt: skip
     assert list(encoded) == expected
     assert -1 in calls[:2] and calls[2:] == [0, 0]  # the first try ran out, the second fit
+
+
+def test_iso_seconds_are_written_as_datetime_writes_them():
+    """UNIX seconds as `datetime.isoformat` writes them in UTC (with `Z`), across the whole
+    range the kernel writes: negative epochs, leap days, centuries, years 1 and 9999."""
+    low, high = kernel.ISO_RANGE
+    rng = random.Random(7)
+    edges = [low, low + 86_399, -1, 0, 1, 951_782_400, 4_107_542_400, -2_203_891_200, high]
+    seconds = edges + [rng.randint(low, high) for _ in range(3_000)] + [None]
+    frame = pl.DataFrame({"t": seconds}, schema={"t": pl.Int64})
+    written = jt.render(frame, jt.Obj([jt.Member("t", jt.iso_seconds(pl.col("t")))]))
+    expected = [
+        orjson.dumps({"t": datetime.fromtimestamp(s, UTC).isoformat().replace("+00:00", "Z")})
+        if s is not None
+        else b"{}"
+        for s in seconds
+    ]
+    assert list(written) == expected
+    assert jt.in_iso_range(frame["t"]) and not jt.in_iso_range(pl.Series([high + 1]))

@@ -18,7 +18,8 @@ Leaves (the rows of `leaves`: kind, validity bitmap address or 0, values address
 of the first row, index of the first data buffer in `buffers`): `TEXT` (string views of JSON
 text, copied as they are), `STRING` (string views, written in quotes and escaped as orjson
 escapes them: copied as they are unless a quote, backslash or control byte is found,
-8 bytes at a time), `INTEGER` (int64 values, in decimal) and `ABSENT` (no values).
+8 bytes at a time), `INTEGER` (int64 values, in decimal), `ISO_SECONDS` (int64 UNIX
+seconds, as the string `"YYYY-MM-DDTHH:MM:SSZ"`: years 1 to 9999) and `ABSENT` (no values).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 OPEN, CLOSE, MEMBER, LITERAL = 0, 1, 2, 3
-ABSENT, TEXT, STRING, INTEGER = -1, 0, 1, 2
+ABSENT, TEXT, STRING, INTEGER, ISO_SECONDS = -1, 0, 1, 2, 3
+ISO_BYTES = 22  # `"YYYY-MM-DDTHH:MM:SSZ"`, quotes included
+ISO_RANGE = (-62_135_596_800, 253_402_300_799)  # 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z
 KIND, VALIDITY, VALUES, OFFSET, BUFFERS = 0, 1, 2, 3, 4  # columns of `leaves`
 VIEW = 16  # bytes of an Arrow string view: length, then the string if <= 12 bytes, else
 INLINE = 12  # its prefix, the index of its data buffer and its offset there (int32 each)
@@ -164,6 +167,49 @@ def _put_int(out: np.ndarray, pos: int, value: int, digits: np.ndarray) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _put_digits(out: np.ndarray, pos: int, value: int, count: int) -> int:
+    """`value` (>= 0) in `count` decimal digits, zero-padded."""
+    for i in range(count - 1, -1, -1):
+        out[pos + i] = ZERO + value % 10
+        value //= 10
+    return pos + count
+
+
+@njit(cache=True, nogil=True)
+def _put_iso(out: np.ndarray, pos: int, seconds: int) -> int:
+    """UNIX `seconds` as `"YYYY-MM-DDTHH:MM:SSZ"` (a day's civil date by Howard Hinnant's
+    `civil_from_days`); the caller keeps `seconds` within `ISO_RANGE`."""
+    days = seconds // 86_400
+    second = seconds - days * 86_400
+    shifted = days + 719_468  # days since 0000-03-01
+    era = shifted // 146_097
+    day_of_era = shifted - era * 146_097
+    year_of_era = (
+        day_of_era - day_of_era // 1_460 + day_of_era // 36_524 - day_of_era // 146_096
+    ) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    month_index = (5 * day_of_year + 2) // 153  # March = 0
+    day = day_of_year - (153 * month_index + 2) // 5 + 1
+    month = month_index + 3 if month_index < 10 else month_index - 9
+    year = year_of_era + era * 400 + (1 if month <= 2 else 0)
+    out[pos] = QUOTE
+    pos = _put_digits(out, pos + 1, year, 4)
+    out[pos] = MINUS
+    pos = _put_digits(out, pos + 1, month, 2)
+    out[pos] = MINUS
+    pos = _put_digits(out, pos + 1, day, 2)
+    out[pos] = 84  # T
+    pos = _put_digits(out, pos + 1, second // 3_600, 2)
+    out[pos] = 58  # :
+    pos = _put_digits(out, pos + 1, second // 60 % 60, 2)
+    out[pos] = 58
+    pos = _put_digits(out, pos + 1, second % 60, 2)
+    out[pos] = 90  # Z
+    out[pos + 1] = QUOTE
+    return pos + 2
+
+
+@njit(cache=True, nogil=True)
 def _present(leaves: np.ndarray, leaf: int, row: int) -> bool:
     if leaves[leaf, KIND] == ABSENT:
         return False
@@ -250,9 +296,12 @@ def write_rows(
                 if op == LITERAL:
                     continue
                 kind = leaves[b, KIND]
-                if kind == INTEGER:
+                if kind in (INTEGER, ISO_SECONDS):
                     value = _int64_at(leaves[b, VALUES] + (leaves[b, OFFSET] + row) * 8)
-                    pos = _put_int(out, pos, value, digits)
+                    if kind == INTEGER:
+                        pos = _put_int(out, pos, value, digits)
+                    else:
+                        pos = _put_iso(out, pos, value)
                     continue
                 address, size = _string(leaves, b, row, buffers)
                 if kind == TEXT:

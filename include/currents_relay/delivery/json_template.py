@@ -87,6 +87,19 @@ def string(expr: pl.Expr) -> Leaf:
     return Leaf(expr.cast(pl.String), kernel.STRING)
 
 
+def iso_seconds(expr: pl.Expr) -> Leaf:
+    """A leaf of UNIX seconds, written as the string `"YYYY-MM-DDTHH:MM:SSZ"` (what
+    `datetime.isoformat` writes for a whole second in UTC, with `Z`). The kernel writes
+    years 1 to 9999: a template that uses it must keep other values out (`in_iso_range`)."""
+    return Leaf(expr.cast(pl.Int64), kernel.ISO_SECONDS)
+
+
+def in_iso_range(column: pl.Series) -> bool:
+    """Whether every value of a column of UNIX seconds can be an `iso_seconds` leaf."""
+    low, high = column.min(), column.max()
+    return low is None or (kernel.ISO_RANGE[0] <= low and high <= kernel.ISO_RANGE[1])
+
+
 def text(expr: pl.Expr) -> Leaf:
     """A leaf of JSON text, spliced in as it is (e.g. stored JSON)."""
     return Leaf(expr)
@@ -171,7 +184,8 @@ class _Leaves:
                 row[kernel.KIND] = kernel.ABSENT
                 continue
             array = series.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
-            expected = pa.int64() if leaf.kind == kernel.INTEGER else pa.string_view()
+            numbers = leaf.kind in (kernel.INTEGER, kernel.ISO_SECONDS)
+            expected = pa.int64() if numbers else pa.string_view()
             if array.type != expected:  # the kernel reads this layout and no other
                 raise TypeError(f"leaf {i}: {array.type}, the kernel reads {expected}")
             self.arrays.append(array)
@@ -183,8 +197,8 @@ class _Leaves:
             row[kernel.BUFFERS] = len(addresses)
             addresses += [buffer.address for buffer in data]
             for p, rows in enumerate(parts):
-                if leaf.kind == kernel.INTEGER:
-                    self.text_bytes[p] += 20 * len(rows)
+                if numbers:  # a sign and 19 digits, or a quoted timestamp
+                    self.text_bytes[p] += max(20, kernel.ISO_BYTES) * len(rows)
                     continue
                 held = _view_bytes(array, values, rows)
                 self.text_bytes[p] += held + 2 * len(rows)

@@ -286,14 +286,18 @@ class Segment(Partner):
             jt.Member("os", jt.Obj(os, optional=True)),
             *(when_truthy(k, c) for k, c in CONTEXT_MEMBERS if c in columns),
         ]
-        timestamp = pl.from_epoch(pl.col("time"), time_unit="s").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if jt.in_iso_range(frame["time"]):  # written by the kernel
+            timestamp = jt.iso_seconds(pl.col("time"))
+        else:  # years past 9999: as polars writes them
+            iso = pl.from_epoch(pl.col("time"), time_unit="s").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+            timestamp = jt.string(iso)
         message = jt.Obj(
             [
                 jt.Constant("type", "track"),
                 *identity,
                 jt.Constant("event", event_name(event_type, self.options.get("event_names"))),
                 jt.column(frame, "id", "messageId"),
-                jt.Member("timestamp", jt.string(timestamp)),
+                jt.Member("timestamp", timestamp),
                 jt.Member("properties", jt.Obj(properties)),
                 jt.Member("context", jt.Obj(context)),
             ]
