@@ -418,9 +418,6 @@ class Delivery:
         runs = [(event_type, ids.to_arrow()) for event_type, ids in batch.runs()]
         return Outgoing(batch, bid, len(body), request, runs)
 
-    def _deliver(self, batch: Batch) -> None:
-        self._send(self._outgoing(batch))
-
     def _send(self, outgoing: Outgoing) -> None:
         name = self.partner.name
         batch, bid, request = outgoing.batch, outgoing.id, outgoing.request
@@ -507,11 +504,11 @@ class Delivery:
         chunks = self._chunks()
         try:  # batches run across event types, so only the hour's last batch is partly filled
             # Sent on a thread of their own, in order, while the next ones are read and written.
-            with Handoff(self._deliver, SEND_AHEAD, name=f"send-{self.partner.name}") as sends:
+            with Handoff(self._send, SEND_AHEAD, name=f"send-{self.partner.name}") as sends:
                 for batch in self._batches(chunks):
                     self.planned_batches += 1
                     if not self.dry_run:
-                        sends.put(batch)
+                        sends.put(self._outgoing(batch))
         except DeliveryError as stop:
             error, self._stopped = stop, True
         for _ in chunks:
