@@ -23,6 +23,20 @@ from currents_relay.delivery import json_kernel
 from currents_relay.delivery.json_kernel import copy_at, gather
 
 
+def _gathered(
+    buffer: memoryview, bounds: np.ndarray, indices: list[int] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The slices `buffer[bounds[i]:bounds[i + 1]]` at `indices`, in that order, copied into
+    a buffer of their own, and their bounds there."""
+    at = np.asarray(indices, dtype=np.int64)
+    starts, stops = bounds[at], bounds[at + 1]
+    gathered = np.zeros(len(at) + 1, dtype=np.int64)
+    np.cumsum(stops - starts, out=gathered[1:])
+    out = np.empty(int(gathered[-1]), dtype=np.uint8)
+    gather(np.frombuffer(buffer, dtype=np.uint8), starts, stops, out)
+    return out, gathered
+
+
 class Encoded:
     """Encoded events back to back, each followed by a comma: event i is
     `buffer[bounds[i]:bounds[i + 1] - 1]`, so consecutive events are one slice."""
@@ -71,13 +85,7 @@ class Encoded:
 
     def take(self, indices: list[int] | np.ndarray) -> Encoded:
         """The events at `indices`, in that order, in a buffer of their own."""
-        at = np.asarray(indices, dtype=np.int64)
-        starts, stops = self.bounds[at], self.bounds[at + 1]  # with their commas
-        bounds = np.zeros(len(at) + 1, dtype=np.int64)
-        np.cumsum(stops - starts, out=bounds[1:])
-        out = np.empty(int(bounds[-1]), dtype=np.uint8)
-        gather(np.frombuffer(self.buffer, dtype=np.uint8), starts, stops, out)
-        return Encoded(out, bounds)
+        return Encoded(*_gathered(self.buffer, self.bounds, indices))  # with their commas
 
     def sizes(self) -> np.ndarray:
         """Each event's bytes (without its comma)."""
@@ -139,13 +147,7 @@ class Ids:
 
     def take(self, indices: list[int] | np.ndarray) -> Ids:
         """The ids at `indices`, in that order, in a buffer of their own."""
-        at = np.asarray(indices, dtype=np.int64)
-        starts, stops = self.offsets[at], self.offsets[at + 1]
-        offsets = np.zeros(len(at) + 1, dtype=np.int64)
-        np.cumsum(stops - starts, out=offsets[1:])
-        out = np.empty(int(offsets[-1]), dtype=np.uint8)
-        gather(np.frombuffer(self.data, dtype=np.uint8), starts, stops, out)
-        return Ids(out, offsets)
+        return Ids(*_gathered(self.data, self.offsets, indices))
 
     def to_arrow(self) -> pa.StringArray:
         """A string array of the ids (one copy of their bytes)."""
