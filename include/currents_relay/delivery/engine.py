@@ -14,6 +14,9 @@
    single events on 400 and dead-letter those still refused; stop on 401/403/404.
 5. Append every acknowledged batch to the ledger right after its 2xx.
 
+The lake is read a few chunks ahead on a thread of its own, steps 1-3 run on the task's
+thread, and steps 4-5 on a sending thread, in order (`delivery.handoff`).
+
 Counts reconcile: `considered == selected + sum(skipped)` and
 `selected == delivered + dead_lettered + pending`.
 """
