@@ -79,21 +79,30 @@ def _is_local(fs: Any) -> bool:
 
 
 class Journal:
-    """An append-only Arrow IPC stream on a local disk: one `write` per record, no new file."""
+    """An append-only Arrow IPC stream on a local disk: one `write` per record, no new file;
+    its records also copied into Parquet as they come (`ParquetCopy`), which takes the
+    stream's place when it is closed."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._file = open(path, "wb")  # noqa: SIM115 - held open for the run, closed in close()
+    def __init__(self, fs: Any, folder: str) -> None:
+        self.fs = fs
+        self.path = f"{folder}/ack-run-{uuid.uuid4().hex}.arrows"
+        self._file = open(self.path, "wb")  # noqa: SIM115 - held open for the run, closed in close()
         self._writer = pa.ipc.new_stream(self._file, ACK_SCHEMA)
         self._file.flush()
+        self._copy = ParquetCopy(fs, folder)
 
     def append(self, table: pa.Table) -> None:
         self._writer.write_table(table)
         self._file.flush()  # in the OS's hands: survives the process being killed
+        self._copy.add(table)
 
     def close(self) -> None:
+        """Finish the Parquet copy and put it in the stream's place (the stream stays
+        readable if the run never gets here)."""
         self._writer.close()
         self._file.close()
+        self._copy.finish(self.path.removesuffix(".arrows") + ".parquet")
+        self.fs.rm(self.path)
 
 
 class ParquetCopy:
@@ -172,7 +181,6 @@ class Ledger:
         self.acknowledged = self._keys(self.ack_dir, "ack-")
         self.dead = self._keys(self.dead_dir, "dl-")
         self._journal: Journal | None = None
-        self._copy: ParquetCopy | None = None  # the journal, as Parquet, written as it grows
 
     def _keys(self, folder: str, prefix: str) -> dict[str, KeySet]:
         """Event type -> keys of the ids recorded in the folder's files."""
@@ -239,26 +247,17 @@ class Ledger:
         # what this run acknowledges is never selected again in this run.
         if self._journal is None and _is_local(self.lake.fs):
             self.lake.fs.makedirs(self.ack_dir, exist_ok=True)
-            self._journal = Journal(f"{self.ack_dir}/ack-run-{uuid.uuid4().hex}.arrows")
-            self._copy = ParquetCopy(self.lake.fs, self.ack_dir)
-        if self._journal is not None and self._copy is not None:
+            self._journal = Journal(self.lake.fs, self.ack_dir)
+        if self._journal is not None:
             self._journal.append(table)
-            self._copy.add(table)
         else:
             self._write(self.ack_dir, f"ack-{batch}-{uuid.uuid4().hex[:8]}.parquet", table)
 
     def close(self) -> None:
-        """Finish this run's Parquet copy of its journal and put it in the journal's place (the
-        journal stays readable if the run never gets here)."""
+        """End this run's journal: its Parquet copy takes its place."""
         journal, self._journal = self._journal, None
-        if journal is None:
-            return
-        journal.close()
-        assert self._copy is not None
-        name = journal.path.rsplit("/", 1)[1].removesuffix(".arrows")
-        self._copy.finish(f"{self.ack_dir}/{name}.parquet")
-        self._copy = None
-        self.lake.fs.rm(journal.path)
+        if journal is not None:
+            journal.close()
 
     def dead_letter(
         self, events: list[tuple[str, str, str]], batch: str, status: int, reason: str
