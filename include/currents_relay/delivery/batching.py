@@ -19,8 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from currents_relay.delivery import json_kernel
-from currents_relay.delivery.json_kernel import copy_at, gather
+from currents_relay.delivery.json_kernel import copy_at, framed, gather
 
 
 def _gathered(
@@ -162,7 +161,7 @@ class Ids:
         n, held = len(self), int(self.offsets[-1] - self.offsets[0])
         out = np.empty(n * (len(head) + 1) + held, dtype=np.uint8)
         data = np.frombuffer(self.data, dtype=np.uint8)
-        json_kernel.keyed(head, 0x1E, data, self.offsets, out)
+        framed(head, 0x1E, data, self.offsets, out)
         return out
 
 

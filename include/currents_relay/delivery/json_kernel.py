@@ -369,7 +369,7 @@ def copy_at(addresses: np.ndarray, sizes: np.ndarray, out: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True)
-def keyed(
+def framed(
     head: np.ndarray, tail: int, data: np.ndarray, offsets: np.ndarray, out: np.ndarray
 ) -> None:
     """`out` = for each string `data[offsets[i]:offsets[i + 1]]`: `head`, it, then `tail`."""
@@ -399,7 +399,7 @@ def _load() -> None:
     gather(out, none[:0], none[:0], out)
     gather(readonly, none[:0], none[:0], out)  # a source in `bytes`
     copy_at(none[:0], none[:0], out)
-    keyed(readonly, 0, readonly, none, out)
+    framed(readonly, 0, readonly, none, out)
     move(out, 0, 0, 0)
 
 
