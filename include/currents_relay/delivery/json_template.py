@@ -287,12 +287,24 @@ def _write(
             ends[p],
         )
 
-    helpers = [threading.Thread(target=write, args=(p,)) for p in range(1, len(parts))]
+    errors: list[BaseException] = []
+
+    def write_or_keep_error(p: int) -> None:
+        try:
+            write(p)
+        except BaseException as error:  # raised again below, in the caller's thread
+            errors.append(error)
+
+    helpers = [
+        threading.Thread(target=write_or_keep_error, args=(p,)) for p in range(1, len(parts))
+    ]
     for helper in helpers:
         helper.start()
     write(0)
     for helper in helpers:
         helper.join()
+    if errors:
+        raise errors[0]
     if any(part_ends[0] < 0 for part_ends in ends):
         return None
     end = int(ends[0][-1])
