@@ -7,20 +7,39 @@ row at a time. Only rows with fields the catalogue does not know pay for a per-r
 Anything the fast path cannot prove clean (a value of the wrong type, an integral float
 `time`, a non-object event) returns None, and the caller maps that batch row by row, with
 per-row reasons. Tests prove both paths give identical tables.
+
+`scanned_tables` gives the same tables from bodies scanned by `http_scan` (no Python object
+per value: columns are written from the tape by compiled loops); it mirrors `_table` step by
+step, and returns None wherever it is not sure, so the caller falls back to `http_tables`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import chain
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from currents_relay.catalogue import ARROW_TYPES, USER_FIELDS, lookup, schema_for
+from currents_relay.http_scan import (
+    FALSE,
+    INTEGER,
+    NULL,
+    NUMBER,
+    PROPERTIES,
+    STRING,
+    TOP,
+    TRUE,
+    USER,
+    Keys,
+    Tape,
+)
 from currents_relay.normalize import MAX_STRING_CHARS, RESERVED, time_to_timestamp
 
 TOP_LEVEL = frozenset(("event_type", "id", "time", "user", "properties"))
@@ -233,19 +252,220 @@ def _table(
         kept = _extra(rows[i], shape)
         extra[i] = json.dumps(kept, ensure_ascii=False) if kept else None
     out["extra"] = pa.array(extra, pa.string())
+    return _finish(event_type, shape, out, n, lineage, offsets, reasons)
+
+
+def _finish(
+    event_type: str,
+    shape: _Shape,
+    out: dict[str, pa.Array],
+    n: int,
+    lineage: dict[str, list[Any]] | dict[str, pa.Array],
+    offsets: Sequence[int],
+    reasons: dict[int, list[str]],
+    short: Collection[str] = (),
+) -> pa.Table:
+    """The table of one event type from its columns (`event_type`, `timestamp` and lineage
+    added), without the rows holding a string that is too long (their reasons recorded);
+    columns in `short` are known to hold none."""
     rejected: set[int] = set()
     for name, array in out.items():
-        for i in _too_long(array):
-            reasons.setdefault(offsets[i], []).append(f"too_long:{name}")
+        for i in _too_long(array) if name not in short else ():
+            reasons.setdefault(int(offsets[i]), []).append(f"too_long:{name}")
             rejected.add(i)
     out["event_type"] = pa.array([event_type or None] * n, pa.string())
     out["timestamp"] = time_to_timestamp(out["time"])
-    for name in lineage:
-        out[name] = pa.array(lineage[name], shape.schema.field(name).type)
+    for name, values in lineage.items():
+        kind = shape.schema.field(name).type
+        out[name] = values.cast(kind) if isinstance(values, pa.Array) else pa.array(values, kind)
     table = pa.table([out[name] for name in shape.schema.names], schema=shape.schema)
     if rejected:  # structural failures leave the table; the caller quarantines them
         table = table.filter(pa.array([i not in rejected for i in range(n)]))
     return table
 
 
-__all__ = ["ARROW_TYPES", "http_tables"]
+def scanned_tables(
+    tape: Tape, keys: Keys, lineage: dict[str, list[Any]]
+) -> tuple[dict[str, pa.Table], dict[int, list[str]]] | None:
+    """What `http_tables` gives for the tape's events (read from the scan: no Python object
+    per value), or None when `http_tables` would give None or the tape cannot tell."""
+    members = _Members(tape, keys)
+    if members.groups is None:
+        return None  # an event type that is not a plain string: `http_tables` decides
+    whole = {name: pa.array(values) for name, values in lineage.items()}
+    tables: dict[str, pa.Table] = {}
+    reasons: dict[int, list[str]] = {}
+    for group, (event_type, start, stop) in enumerate(members.groups):
+        offsets = members.order[start:stop]
+        part = {name: values.take(offsets) for name, values in whole.items()}
+        try:
+            built = _scanned_table(event_type, members, group, part, offsets, reasons)
+        except (pa.ArrowException, ValueError, TypeError, OverflowError):
+            return None
+        if built is None:
+            return None
+        tables[event_type] = built
+    return tables, reasons
+
+
+class _Members:
+    """A tape's events grouped by event type (in order of first appearance, each group's
+    events in order) and, per member `(section, key)`, the tape row each event has for it."""
+
+    def __init__(self, tape: Tape, keys: Keys) -> None:
+        self.tape, self.names = tape, keys.names()
+        rows, count = tape.rows, len(self.names)
+        codes = rows[:, 1] * count + rows[:, 2]
+        used = np.flatnonzero(np.bincount(codes, minlength=3 * count))
+        self.column_of = np.full(3 * count, -1, dtype=np.int64)
+        self.column_of[used] = np.arange(len(used))
+        self.codes = used
+        type_rows = self._rows_of(codes, rows[:, 0], TOP * count + keys.id_of("event_type"))
+        kinds = np.where(type_rows >= 0, rows[type_rows, 5], NULL)
+        self.groups: list[tuple[str, int, int]] | None = None
+        if not np.all((kinds == STRING) | (kinds == NULL)):
+            return
+        type_ids = np.where(kinds == STRING, rows[type_rows, 6], -1)
+        type_ids[type_ids == keys.id_of("")] = -1  # an empty event type is a missing one
+        ids, firsts, sizes = np.unique(type_ids, return_index=True, return_counts=True)
+        by_appearance = np.argsort(firsts)
+        rank = np.empty(len(ids), dtype=np.int64)
+        rank[by_appearance] = np.arange(len(ids))
+        self.order = np.argsort(rank[np.searchsorted(ids, type_ids)], kind="stable")
+        starts = np.concatenate([[0], np.cumsum(sizes[by_appearance])])
+        self.groups = [
+            (self.names[ids[k]] if ids[k] >= 0 else "", int(starts[g]), int(starts[g + 1]))
+            for g, k in enumerate(by_appearance)
+        ]
+        position = np.empty(len(tape), dtype=np.int64)
+        position[self.order] = np.arange(len(tape))
+        # cells[column, position of the event in `order`] = its tape row for that member
+        self.cells = np.full((len(used), len(tape)), -1, dtype=np.int64)
+        self.cells[self.column_of[codes], position[rows[:, 0]]] = np.arange(len(rows))
+        self.present = np.logical_or.reduceat(self.cells >= 0, starts[:-1], axis=1)
+
+    def _rows_of(self, codes: np.ndarray, events: np.ndarray, code: int) -> np.ndarray:
+        found = np.full(len(self.tape), -1, dtype=np.int64)
+        at = np.flatnonzero(codes == code)
+        found[events[at]] = at
+        return found
+
+    def section(self, group: int, section: int) -> dict[str, np.ndarray]:
+        """The keys of `section` the group's events have (null values too), each with its
+        column of `cells`."""
+        count = len(self.names)
+        found = {}
+        for column in np.flatnonzero(self.present[:, group]):
+            code = self.codes[column]
+            if code // count == section:
+                found[self.names[code % count]] = column
+        return found
+
+
+def _scanned_table(
+    event_type: str,
+    members: _Members,
+    group: int,
+    lineage: dict[str, pa.Array],
+    offsets: np.ndarray,
+    reasons: dict[int, list[str]],
+) -> pa.Table | None:
+    """`_table` of one event type's events, read from the tape."""
+    shape = _shape(event_type)
+    _, start, stop = members.groups[group]  # type: ignore[index]
+    cells, tape, n = members.cells[:, start:stop], members.tape, stop - start
+    top, users, properties = (members.section(group, s) for s in (TOP, USER, PROPERTIES))
+    if shape.json_key and "properties" in properties:
+        return None  # `properties.properties` beside the JSON key: the row path decides
+    unknown = [
+        column
+        for section, known in (
+            (top, TOP_LEVEL),
+            (users, shape.user),
+            (properties, shape.known_properties),
+        )
+        for name, column in section.items()
+        if name not in known
+    ]
+    odd = np.flatnonzero(np.any(cells[unknown] >= 0, axis=0)) if unknown else []
+    skip = {"event_type", "timestamp", "extra", "properties", *lineage}
+    strings = [c.name for c in shape.schema if c.type == pa.string() and c.name not in skip]
+    from_user = (users.keys() & shape.user) - {"id", "time"}
+    from_properties = (properties.keys() & shape.properties) - from_user - {"id", "time"}
+    wanted = [  # in `_table`'s order
+        *((name, top[name]) for name in strings if name == "id" and name in top),
+        *((name, users[name]) for name in strings if name in from_user),
+        *((name, properties[name]) for name in strings if name in from_properties),
+    ]
+    texts = tape.texts(cells[[column for _, column in wanted]])
+    if texts is None:
+        return None
+    built, longest = texts
+    out: dict[str, pa.Array] = {"id": pa.nulls(n, pa.string())} if "id" in strings else {}
+    out |= dict(zip((name for name, _ in wanted), built, strict=True))
+    short = {
+        name for (name, _), most in zip(wanted, longest, strict=True) if most <= MAX_STRING_CHARS
+    }
+    for col in shape.schema:
+        name = col.name
+        if name in ("event_type", "timestamp", "extra") or name in lineage or name in out:
+            continue
+        column = None
+        if name in ("id", "time"):
+            column = top.get(name)
+        elif name == "properties" and shape.json_key:
+            column = properties.get(shape.json_key)
+            rows = cells[column] if column is not None else np.full(n, -1)
+            values = [
+                None if row < 0 else json.dumps(tape.value(row), ensure_ascii=False) for row in rows
+            ]
+            out[name] = _column(values, col.type)
+            continue
+        elif name in shape.user and name in users:
+            column = users[name]
+        elif name in shape.properties and name in properties:
+            column = properties[name]
+        if column is None:
+            out[name] = pa.nulls(n, col.type)
+            continue
+        array = _tape_column(tape, cells[column], col.type)
+        if array is None:
+            return None
+        out[name] = array
+    extra: list[str | None] = [None] * n
+    for i in odd:
+        kept = _extra(tape.event(int(offsets[i])), shape)
+        extra[i] = json.dumps(kept, ensure_ascii=False) if kept else None
+    out["extra"] = pa.array(extra, pa.string())
+    return _finish(event_type, shape, out, n, lineage, offsets, reasons, short)
+
+
+def _tape_column(tape: Tape, rows: np.ndarray, wanted: pa.DataType) -> pa.Array | None:
+    """`_column` of the values of tape rows `rows` (-1: missing): integers, booleans,
+    strings and fractions straight from the tape, other values parsed one by one."""
+    found = rows >= 0
+    picked = tape.rows[np.where(found, rows, 0)]
+    kinds = np.where(found, picked[:, 5], NULL)
+    valid = kinds != NULL
+    nulls = len(rows) - int(valid.sum())
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    if wanted in (pa.int64(), pa.float64()) and np.all((kinds == INTEGER) | ~valid):
+        values = pa.py_buffer(np.where(valid, picked[:, 6], 0))
+        array = pa.Array.from_buffers(pa.int64(), len(rows), [bitmap, values], nulls)
+        return array if wanted == pa.int64() else array.cast(wanted, safe=True)
+    if wanted == pa.bool_() and np.all((kinds == TRUE) | (kinds == FALSE) | ~valid):
+        values = pa.py_buffer(np.packbits(kinds == TRUE, bitorder="little"))
+        return pa.Array.from_buffers(pa.bool_(), len(rows), [bitmap, values], nulls)
+    if wanted == pa.string():
+        texts = tape.texts(rows[np.newaxis])
+        return texts[0][0] if texts is not None else None
+    if wanted == pa.float64() and np.all((kinds == NUMBER) | ~valid):
+        texts = tape.texts(rows[np.newaxis], numbers=True)
+        try:  # correctly rounded, as orjson reads them
+            return texts[0][0].cast(wanted) if texts is not None else None
+        except pa.ArrowInvalid:
+            pass  # out of a double's range: parsed one by one below
+    return _column([tape.value(row) if row >= 0 else None for row in rows], wanted)
+
+
+__all__ = ["ARROW_TYPES", "http_tables", "scanned_tables"]

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, overload
@@ -25,7 +26,8 @@ import pyarrow as pa
 
 from currents_relay import catalogue
 from currents_relay.gc_pause import rare_gc
-from currents_relay.http_batch import http_tables
+from currents_relay.http_batch import http_tables, scanned_tables
+from currents_relay.http_scan import Keys, Scan, Tape, scan_body
 from currents_relay.keyset import KeySet, first_new, keys_of
 from currents_relay.lake import HourWriter, Lake
 from currents_relay.landing import LandedFile, hour_key, list_hour, read_bytes
@@ -52,6 +54,7 @@ class IngestOptions:
 
 
 HTTP_BATCH_EVENTS = 20_000  # HTTP events mapped together on the fast path
+JSON_LINES = (".jsonl", ".ndjson")
 
 
 class UnreadableFile(Exception):
@@ -163,7 +166,8 @@ class HourIngest:
         )
         self._buffers: dict[str, _Buffer] = {}
         self._buffered = 0
-        self._http_pending: list[tuple[LandedFile, list[Any]]] = []
+        self._http_pending: list[tuple[LandedFile, Scan | list[Any]]] = []
+        self._keys = Keys()  # every key the HTTP bodies' scans have met
         self._http_pending_events = 0
         self._seen: dict[str, KeySet] = {}  # event type -> keys written this hour
         self._file_index: dict[str, int] = {}
@@ -296,7 +300,7 @@ class HourIngest:
         """The events of an HTTP batch file, and the JSON-lines lines that do not parse."""
         events: list[Any] = []
         bad_lines: list[tuple[int, str]] = []
-        if landed.uri.endswith((".jsonl", ".ndjson")):
+        if landed.uri.endswith(JSON_LINES):
             text = data.decode("utf-8", errors="surrogateescape")
             for line in text.splitlines():
                 if not line.strip():
@@ -319,54 +323,92 @@ class HourIngest:
         return body["events"], bad_lines
 
     def _flush_http(self) -> None:
-        """Map the waiting HTTP batches with Arrow, together (per-batch costs dominate small files)."""
+        """Map the waiting HTTP batches with Arrow, together (per-batch costs dominate small
+        files), in file order: scanned bodies from their tape, the others from orjson's
+        objects; what the fast paths refuse, row by row."""
         pending, self._http_pending, self._http_pending_events = self._http_pending, [], 0
-        if pending and not self._map_http(pending):
-            for item in pending:
-                if not self._map_http([item]):
-                    self._read_http_rows(*item, [])
+        for scanned, run in itertools.groupby(pending, key=lambda item: isinstance(item[1], Scan)):
+            items = list(run)
+            if scanned:
+                if self._map_scanned(items):
+                    continue
+                items = [(landed, self._parse_http(landed, scan.body)[0]) for landed, scan in items]
+            if not self._map_http(items):
+                for item in items:
+                    if not self._map_http([item]):
+                        self._read_http_rows(*item, [])
+
+    def _batch_lineage(self, items: list[tuple[LandedFile, Any]]) -> dict[str, list[Any]]:
+        lineage: dict[str, list[Any]] = {"source_uri": [], "source_offset": [], "ingested_at": []}
+        for landed, events in items:
+            count = len(events.events) if isinstance(events, Scan) else len(events)
+            for name, values in self._lineage(landed, list(range(count))).items():
+                lineage[name] += values
+        return lineage
 
     def _map_http(self, items: list[tuple[LandedFile, list[Any]]]) -> bool:
         """The fast path over several files; False when one of them needs the row path."""
-        events: list[Any] = []
-        lineage: dict[str, list[Any]] = {"source_uri": [], "source_offset": [], "ingested_at": []}
-        for landed, file_events in items:
-            events += file_events
-            for name, values in self._lineage(landed, list(range(len(file_events)))).items():
-                lineage[name] += values
+        events = [event for _, file_events in items for event in file_events]
+        lineage = self._batch_lineage(items)
         mapped = http_tables(events, lineage)
-        if mapped is None:
-            return False
-        tables, reasons = mapped
-        self._quarantine(
-            [
+        if mapped is not None:
+            self._take_mapped(*mapped, lineage, events.__getitem__)
+        return mapped is not None
+
+    def _map_scanned(self, items: list[tuple[LandedFile, Scan]]) -> bool:
+        """The fast path over scanned bodies; False when `_map_http` must decide."""
+        tape = Tape([scan for _, scan in items])
+        lineage = self._batch_lineage(items)
+        mapped = scanned_tables(tape, self._keys, lineage)
+        if mapped is not None:
+            self._take_mapped(*mapped, lineage, tape.event)
+        return mapped is not None
+
+    def _take_mapped(
+        self,
+        tables: dict[str, pa.Table],
+        reasons: dict[int, list[str]],
+        lineage: dict[str, list[Any]],
+        event_at: Callable[[int], Any],
+    ) -> None:
+        """Buffer a batch's tables; quarantine its events refused for a structural reason."""
+        quarantined = []
+        for i, why in sorted(reasons.items()):
+            event = event_at(i)
+            quarantined.append(
                 {
                     "source_uri": lineage["source_uri"][i],
                     "source_offset": lineage["source_offset"][i],
-                    "event_type": _text(events[i].get("event_type")),
-                    "id": _text(events[i].get("id")),
+                    "event_type": _text(event.get("event_type")),
+                    "id": _text(event.get("id")),
                     "reasons": why,
-                    "payload": _payload(events[i]),
+                    "payload": _payload(event),
                     "error": None,
                 }
-                for i, why in sorted(reasons.items())
-            ]
-        )
+            )
+        self._quarantine(quarantined)
         for event_type, table in tables.items():
             self._buffer(event_type, table, keep_http=True)
-        return True
 
     def _read_http(self, landed: LandedFile, data: bytes) -> int:
+        if self.options.vectorised and not landed.uri.endswith(JSON_LINES):
+            scan = scan_body(data, self._keys)
+            if scan is not None:
+                self._wait_for_batch(landed, scan, len(scan.events))
+                return len(scan.events)
         events, bad_lines = self._parse_http(landed, data)
         if self.options.vectorised and not bad_lines:
-            self._http_pending.append((landed, events))
-            self._http_pending_events += len(events)
-            if self._http_pending_events >= HTTP_BATCH_EVENTS:
-                self._flush_http()
+            self._wait_for_batch(landed, events, len(events))
         else:
             self._flush_http()  # keep file order
             self._read_http_rows(landed, events, bad_lines)
         return len(events)
+
+    def _wait_for_batch(self, landed: LandedFile, events: Scan | list[Any], count: int) -> None:
+        self._http_pending.append((landed, events))
+        self._http_pending_events += count
+        if self._http_pending_events >= HTTP_BATCH_EVENTS:
+            self._flush_http()
 
     def _read_http_rows(
         self, landed: LandedFile, events: list[Any], bad_lines: list[tuple[int, str]]
