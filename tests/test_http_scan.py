@@ -13,7 +13,7 @@ import pytest
 from currents_relay.generator import generate_hour
 from currents_relay.hours import parse_hour
 from currents_relay.http_batch import http_tables, scanned_tables
-from currents_relay.http_scan import Keys, Tape, scan_body
+from currents_relay.http_scan import Keys, Tape
 from currents_relay.landing import list_hour, read_bytes
 from tests.conftest import http_samples, load
 
@@ -39,17 +39,18 @@ def lineage(n: int) -> dict:
 
 def both_paths(body: bytes) -> tuple[object, object]:
     """(the scanned path's answer or "refused", the orjson path's answer or "unreadable")."""
-    keys = Keys()
-    scan = scan_body(body, keys)
+    tape = Tape(Keys(), rows=4, events=2)  # grown as the body needs
+    scan = tape.add(body)
     try:
         parsed = orjson.loads(body)
         old = http_tables(parsed["events"], lineage(len(parsed["events"])))
     except (orjson.JSONDecodeError, KeyError, TypeError):
         old = "unreadable"
     if scan is None:
+        assert len(tape) == 0
         return "refused", old
-    tape = Tape([scan])
-    return scanned_tables(tape, keys, lineage(len(tape))), old
+    assert scan.events == len(tape)
+    return scanned_tables(tape, lineage(len(tape))), old
 
 
 def assert_same(new: object, old: object) -> None:
@@ -77,7 +78,7 @@ def test_real_samples_scan_and_map_like_the_orjson_path(samples):
 def test_a_generated_hour_maps_like_the_orjson_path(tmp_path, faults):
     landing = str(tmp_path / "landing")
     generate_hour(landing, parse_hour("2026-11-01T10"), events=6_000, seed=3, faults=faults)
-    keys, scans, events, answers = Keys(), [], [], []
+    tape, events, answers = Tape(Keys()), [], []
     for landed in list_hour(landing, parse_hour("2026-11-01T10")):
         if landed.format != "http":
             continue
@@ -91,13 +92,12 @@ def test_a_generated_hour_maps_like_the_orjson_path(tmp_path, faults):
         else:
             assert_same(new, old)
         if old is not None and old != "unreadable":
-            scans.append(scan_body(body, keys))
+            assert tape.add(body) is not None
             events += orjson.loads(body)["events"]
-    tape = Tape(scans)  # the batches the fast path takes, mapped together
-    assert len(tape) == len(events) > 2_000
-    assert_same(
-        scanned_tables(tape, keys, lineage(len(tape))), http_tables(events, lineage(len(events)))
-    )
+    assert len(tape) == len(events) > 2_000  # the batches the fast path takes, mapped together
+    assert_same(scanned_tables(tape, lineage(len(tape))), http_tables(events, lineage(len(events))))
+    tape.clear()
+    assert len(tape) == 0 and len(tape.rows) == 0
     assert any(answer is None for answer in answers) == faults  # bad rows: the row path
 
 
@@ -189,7 +189,7 @@ def test_bodies_outside_the_plain_shape_are_left_to_orjson(body):
 
 
 def test_an_empty_batch_and_spaces_anywhere_scan():
-    assert len(scan_body(b' \n{ "events" :\t[ ] }\r\n', Keys()).events) == 0
+    assert Tape(Keys()).add(b' \n{ "events" :\t[ ] }\r\n').events == 0
     spaced = (
         b'{ "events" : [ { "id" : "a" , "time" : -12 , "user" : { } , "properties" : null } ] }'
     )
@@ -267,20 +267,19 @@ def test_mutated_bodies_never_scan_to_a_different_answer():
 
 
 def test_a_full_key_table_refuses_the_body_instead_of_failing():
-    keys = Keys(capacity=8)
+    tape = Tape(Keys(capacity=8))
     many = OPEN | {"properties": {f"field_{i}": "v" for i in range(20)}}
-    assert scan_body(body_of([many]), keys) is None
+    assert tape.add(body_of([many])) is None
+    assert len(tape) == 0 and len(tape.rows) == 0  # the tape as it was
     with pytest.raises(ValueError, match="power of 2"):
         Keys(capacity=6)
 
 
 def test_a_value_of_a_lineage_type_is_kept():
-    keys = Keys()
-    scan = scan_body(body_of([OPEN]), keys)
-    tape = Tape([scan])
+    tape = Tape(Keys())
+    tape.add(body_of([OPEN]))
     tables, _ = scanned_tables(
         tape,
-        keys,
         {"source_uri": ["s3://x"], "source_offset": [4], "ingested_at": [1_700_000_000_000_000]},
     )
     table = tables["users.messages.email.Open"]

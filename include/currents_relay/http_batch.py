@@ -285,11 +285,11 @@ def _finish(
 
 
 def scanned_tables(
-    tape: Tape, keys: Keys, lineage: dict[str, list[Any]]
+    tape: Tape, lineage: dict[str, list[Any]]
 ) -> tuple[dict[str, pa.Table], dict[int, list[str]]] | None:
     """What `http_tables` gives for the tape's events (read from the scan: no Python object
     per value), or None when `http_tables` would give None or the tape cannot tell."""
-    members = _Members(tape, keys)
+    members = _Members(tape, tape.keys)
     if members.groups is None:
         return None  # an event type that is not a plain string: `http_tables` decides
     whole = {name: pa.array(values) for name, values in lineage.items()}

@@ -394,8 +394,8 @@ def _key(at: int, end: int, state: int, serial: int) -> tuple[int, int]:
 
 
 # `state`: the address of int64s: these addresses and sizes, for the helpers below.
-TABLE, SLOTS, KEY_BYTES_AT, KEYS_AT, STAMPS, STACK, SERIAL, TAPE, TAPE_ROWS, BASE = range(10)
-STATE = 10
+TABLE, SLOTS, KEY_BYTES_AT, KEYS_AT, STAMPS, STACK, SERIAL, TAPE, TAPE_ROWS = range(9)
+STATE = 9
 
 
 @njit(cache=True, nogil=True)
@@ -433,12 +433,11 @@ def _put_row(
     number: int,
 ) -> None:
     at = _int64_at(state + 8 * TAPE) + 8 * TAPE_COLUMNS * row
-    base = _int64_at(state + 8 * BASE)
     _put64(at, event)
     _put64(at + 8, section)
     _put64(at + 16, key)
-    _put64(at + 24, start - base)
-    _put64(at + 32, stop - base)
+    _put64(at + 24, start)
+    _put64(at + 32, stop)
     _put64(at + 40, kind)
     _put64(at + 48, number)
 
@@ -524,44 +523,47 @@ def scan(
     data: np.ndarray,
     tape: np.ndarray,
     events: np.ndarray,
+    rows: int,
+    count: int,
     table: np.ndarray,
     key_bytes: np.ndarray,
     keys: np.ndarray,
     stamps: np.ndarray,
 ) -> tuple[int, int, int]:
-    """Scan one body `{"events": [...]}`: each event's span into `events` (rows of start,
-    end), its members onto `tape` (rows of event, section, key, value start, value end,
-    kind, integer value); offsets in the body. Returns (status, events, tape rows)."""
+    """Scan one body `{"events": [...]}` onto a tape holding `rows` rows and `count` events:
+    each event's span into `events` (rows of start and end address), its members onto
+    `tape` (rows of event, section, key, value start and end address, kind, integer
+    value). Returns (status, events on the tape, rows on the tape)."""
     state = np.empty(STATE + MAX_DEPTH // 8, dtype=np.int64)  # the stack of brackets last
     state[TABLE], state[SLOTS] = table.ctypes.data, table.shape[0]
     state[KEY_BYTES_AT], state[KEYS_AT] = key_bytes.ctypes.data, keys.ctypes.data
     state[STAMPS], state[STACK] = stamps.ctypes.data, np.int64(state.ctypes.data) + 8 * STATE
     state[SERIAL] = keys[-1]
     state[TAPE], state[TAPE_ROWS] = tape.ctypes.data, tape.shape[0]
-    base = np.int64(data.ctypes.data)
-    state[BASE] = base
-    status, found, rows = _events(base, base + data.shape[0], events, np.int64(state.ctypes.data))
+    start = np.int64(data.ctypes.data)
+    address = np.int64(state.ctypes.data)
+    status, count, rows = _events(start, start + data.shape[0], events, count, rows, address)
     keys[-1] = state[SERIAL]
-    return status, found, rows
+    return status, count, rows
 
 
 @njit(cache=True, nogil=True)
-def _events(base: int, end: int, events: np.ndarray, state: int) -> tuple[int, int, int]:
-    at = _space(base, end)
+def _events(
+    at: int, end: int, events: np.ndarray, event: int, count: int, state: int
+) -> tuple[int, int, int]:
+    at = _space(at, end)
     if at >= end or _byte_at(at) != LBRACE:
-        return INVALID, 0, 0
+        return INVALID, event, count
     at = _space(at + 1, end)
     if at + 8 > end or _int64_at(at) != EVENTS_WORD:
-        return INVALID, 0, 0
+        return INVALID, event, count
     at = _space(at + 8, end)
     if at >= end or _byte_at(at) != COLON:
-        return INVALID, 0, 0
+        return INVALID, event, count
     at = _space(at + 1, end)
     if at >= end or _byte_at(at) != LBRACKET:
-        return INVALID, 0, 0
+        return INVALID, event, count
     at = _space(at + 1, end)
-    count = 0
-    event = 0
     if at < end and _byte_at(at) == RBRACKET:
         at += 1
     else:
@@ -573,7 +575,7 @@ def _events(base: int, end: int, events: np.ndarray, state: int) -> tuple[int, i
             status, count, stop = _event(at, end, event, count, state)
             if status != OK:
                 return status, event, count
-            events[event, 0], events[event, 1] = at - base, stop - base
+            events[event, 0], events[event, 1] = at, stop
             event += 1
             at = _space(stop, end)
             if at < end and _byte_at(at) == RBRACKET:
@@ -734,30 +736,70 @@ class Keys:
 
 @dataclass(frozen=True)
 class Scan:
-    """One scanned body: its bytes, each event's span, and the tape (offsets in the body)."""
+    """A body on the tape: its bytes and how many events it holds."""
 
     body: bytes
-    events: np.ndarray  # rows of (start, end)
-    tape: np.ndarray  # rows of (event, section, key, value start, value end, kind, integer)
+    events: int
 
 
 class Tape:
-    """Scanned bodies joined: their events numbered in order, spans as addresses in the
-    bodies (kept alive here)."""
+    """Bodies scanned one after the other onto one tape (grown as needed, kept between
+    batches): their events numbered in order, every span an address in a body kept alive
+    here. `clear` starts the next batch."""
 
-    def __init__(self, scans: list[Scan]) -> None:
-        self._bodies = [scan.body for scan in scans]
-        events, tapes, numbered = [], [], 0
-        for scan in scans:
-            base = np.frombuffer(scan.body, dtype=np.uint8).ctypes.data if scan.body else 0
-            events.append(scan.events + base)
-            tape = scan.tape.copy()
-            tape[:, 0] += numbered
-            tape[:, 3:5] += base
-            tapes.append(tape)
-            numbered += len(scan.events)
-        self.events = np.concatenate(events) if events else np.zeros((0, 2), dtype=np.int64)
-        self.rows = np.concatenate(tapes) if tapes else np.zeros((0, TAPE_COLUMNS), np.int64)
+    def __init__(self, keys: Keys, rows: int = 1 << 14, events: int = 1 << 10) -> None:
+        self.keys = keys
+        self._rows = np.empty((rows, TAPE_COLUMNS), dtype=np.int64)
+        self._events = np.empty((events, 2), dtype=np.int64)
+        self._row_count = self._event_count = 0
+        self._bodies: list[bytes] = []
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Rows of (event, section, key, value start, value end, kind, integer value)."""
+        return self._rows[: self._row_count]
+
+    @property
+    def events(self) -> np.ndarray:
+        """Rows of (start, end) of each event."""
+        return self._events[: self._event_count]
+
+    def add(self, body: bytes) -> Scan | None:
+        """Scan a body onto the tape; None (and the tape as it was) when it is not plainly
+        `{"events": [...]}` of valid UTF-8 JSON: the caller then reads it with orjson."""
+        if not body.isascii():
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        data = np.frombuffer(body, dtype=np.uint8)
+        keys = self.keys
+        while True:
+            status, events, rows = scan(
+                data,
+                self._rows,
+                self._events,
+                self._row_count,
+                self._event_count,
+                keys.table,
+                keys.key_bytes,
+                keys.keys,
+                keys.stamps,
+            )
+            if status == INVALID:
+                return None
+            if status == OK:
+                self._bodies.append(body)
+                scanned = Scan(body, events - self._event_count)
+                self._event_count, self._row_count = events, rows
+                return scanned
+            # A member takes 6 bytes at least (`"k":1,`) and an event 3 (`{},`).
+            self._rows = _grown(self._rows, self._row_count + len(body) // 5 + 16)
+            self._events = _grown(self._events, self._event_count + len(body) // 2 + 16)
+
+    def clear(self) -> None:
+        self._row_count = self._event_count = 0
+        self._bodies = []
 
     def __len__(self) -> int:
         return len(self.events)
@@ -805,25 +847,10 @@ class Tape:
         return arrays, longest
 
 
-def scan_body(body: bytes, keys: Keys) -> Scan | None:
-    """The body's events on a tape, or None when it is not plainly `{"events": [...]}` of
-    valid UTF-8 JSON (the caller then reads it with orjson)."""
-    if not body.isascii():
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    data = np.frombuffer(body, dtype=np.uint8)
-    rows, events = len(body) // 16 + 16, len(body) // 64 + 16
-    while True:
-        tape = np.empty((rows, TAPE_COLUMNS), dtype=np.int64)
-        spans = np.empty((events, 2), dtype=np.int64)
-        status, found, used = scan(
-            data, tape, spans, keys.table, keys.key_bytes, keys.keys, keys.stamps
-        )
-        if status == OK:
-            return Scan(body, spans[:found].copy(), tape[:used].copy())
-        if status == INVALID:
-            return None
-        # A member takes 6 bytes at least (`"k":1,`) and an event 3 (`{},`).
-        rows, events = len(body) // 5 + 16, len(body) // 2 + 16
+def _grown(array: np.ndarray, rows: int) -> np.ndarray:
+    """`array` with room for `rows` rows at least (twice as many as it had, or more)."""
+    if rows <= len(array):
+        return array
+    grown = np.empty((max(rows, 2 * len(array)), *array.shape[1:]), dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import json
 import logging
 from collections import Counter
@@ -27,7 +26,7 @@ import pyarrow as pa
 from currents_relay import catalogue
 from currents_relay.gc_pause import rare_gc
 from currents_relay.http_batch import http_tables, scanned_tables
-from currents_relay.http_scan import Keys, Scan, Tape, scan_body
+from currents_relay.http_scan import Keys, Scan, Tape
 from currents_relay.keyset import KeySet, first_new, keys_of
 from currents_relay.lake import HourWriter, Lake
 from currents_relay.landing import LandedFile, hour_key, list_hour, read_bytes
@@ -167,7 +166,7 @@ class HourIngest:
         self._buffers: dict[str, _Buffer] = {}
         self._buffered = 0
         self._http_pending: list[tuple[LandedFile, Scan | list[Any]]] = []
-        self._keys = Keys()  # every key the HTTP bodies' scans have met
+        self._tape = Tape(Keys())  # the waiting HTTP bodies, scanned
         self._http_pending_events = 0
         self._seen: dict[str, KeySet] = {}  # event type -> keys written this hour
         self._file_index: dict[str, int] = {}
@@ -324,24 +323,24 @@ class HourIngest:
 
     def _flush_http(self) -> None:
         """Map the waiting HTTP batches with Arrow, together (per-batch costs dominate small
-        files), in file order: scanned bodies from their tape, the others from orjson's
-        objects; what the fast paths refuse, row by row."""
+        files): scanned bodies from the tape, the others from orjson's objects; what the
+        fast paths refuse, row by row. The waiting batches are all of one kind."""
         pending, self._http_pending, self._http_pending_events = self._http_pending, [], 0
-        for scanned, run in itertools.groupby(pending, key=lambda item: isinstance(item[1], Scan)):
-            items = list(run)
+        if pending and isinstance(pending[0][1], Scan):
+            scanned = self._map_scanned(pending)
+            self._tape.clear()
             if scanned:
-                if self._map_scanned(items):
-                    continue
-                items = [(landed, self._parse_http(landed, scan.body)[0]) for landed, scan in items]
-            if not self._map_http(items):
-                for item in items:
-                    if not self._map_http([item]):
-                        self._read_http_rows(*item, [])
+                return
+            pending = [(landed, self._parse_http(landed, scan.body)[0]) for landed, scan in pending]
+        if pending and not self._map_http(pending):
+            for item in pending:
+                if not self._map_http([item]):
+                    self._read_http_rows(*item, [])
 
     def _batch_lineage(self, items: list[tuple[LandedFile, Any]]) -> dict[str, list[Any]]:
         lineage: dict[str, list[Any]] = {"source_uri": [], "source_offset": [], "ingested_at": []}
         for landed, events in items:
-            count = len(events.events) if isinstance(events, Scan) else len(events)
+            count = events.events if isinstance(events, Scan) else len(events)
             for name, values in self._lineage(landed, list(range(count))).items():
                 lineage[name] += values
         return lineage
@@ -356,12 +355,11 @@ class HourIngest:
         return mapped is not None
 
     def _map_scanned(self, items: list[tuple[LandedFile, Scan]]) -> bool:
-        """The fast path over scanned bodies; False when `_map_http` must decide."""
-        tape = Tape([scan for _, scan in items])
+        """The fast path over the bodies on the tape; False when `_map_http` must decide."""
         lineage = self._batch_lineage(items)
-        mapped = scanned_tables(tape, self._keys, lineage)
+        mapped = scanned_tables(self._tape, lineage)
         if mapped is not None:
-            self._take_mapped(*mapped, lineage, tape.event)
+            self._take_mapped(*mapped, lineage, self._tape.event)
         return mapped is not None
 
     def _take_mapped(
@@ -392,11 +390,15 @@ class HourIngest:
 
     def _read_http(self, landed: LandedFile, data: bytes) -> int:
         if self.options.vectorised and not landed.uri.endswith(JSON_LINES):
-            scan = scan_body(data, self._keys)
+            if self._http_pending and not isinstance(self._http_pending[-1][1], Scan):
+                self._flush_http()  # the waiting batches are all of one kind
+            scan = self._tape.add(data)
             if scan is not None:
-                self._wait_for_batch(landed, scan, len(scan.events))
-                return len(scan.events)
+                self._wait_for_batch(landed, scan, scan.events)
+                return scan.events
         events, bad_lines = self._parse_http(landed, data)
+        if self._http_pending and isinstance(self._http_pending[-1][1], Scan):
+            self._flush_http()
         if self.options.vectorised and not bad_lines:
             self._wait_for_batch(landed, events, len(events))
         else:
