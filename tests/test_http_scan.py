@@ -16,6 +16,7 @@ from currents_relay.http_batch import http_tables, scanned_tables
 from currents_relay.http_scan import Keys, Tape
 from currents_relay.landing import list_hour, read_bytes
 from tests.conftest import http_samples, load
+from tests.test_http_batch import NOT_PROVABLY_CLEAN, ODD_BUT_CLEAN
 
 OPEN = {
     "event_type": "users.messages.email.Open",
@@ -104,12 +105,7 @@ def test_a_generated_hour_maps_like_the_orjson_path(tmp_path, faults):
 @pytest.mark.parametrize(
     "odd",
     [
-        {"surprise": 1, "also": None},
-        {"user": {"user_id": "u", "nickname": "z", "gone": None}},
-        {"properties": {"email_address": "a@b.co", "custom_properties": {"a": 1}}},
-        {"properties": None},
-        {"time": 7.0},
-        {"properties": {"email_address": "a@b.co", "x": [1, {"y": 2}]}, "user": {"zz": 1}},
+        *ODD_BUT_CLEAN,
         {"event_type": ""},
         {"event_type": None, "id": None},
         {"id": 'caf\u00e9 \u2603 \U0001f600 "q" \\ \n\t\u0001'},
@@ -126,16 +122,7 @@ def test_fields_and_values_the_scan_reads_map_as_on_the_orjson_path(odd):
 @pytest.mark.parametrize(
     "bad",
     [
-        {"time": "1"},
-        {"time": 1.5},
-        {"id": 5},
-        {"properties": "x"},
-        {"user": None},
-        {"user": {"user_id": 5}},
-        {"properties": {"email_address": 7}},
-        {"properties": {"email_address": ["a"]}},
-        {"time": True},
-        {"time": 2.0**60},
+        *(bad for bad in NOT_PROVABLY_CLEAN if bad != {"id": "\ud800"}),  # not UTF-8 JSON
         {"event_type": 3},
         {
             "event_type": "users.behaviors.Purchase",

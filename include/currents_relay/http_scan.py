@@ -39,6 +39,10 @@ MAX_DEPTH = 64
 MAX_KEYS = 4_096  # distinct keys an ingest interns (a hash table twice as large)
 KEY_BYTES = 1 << 18
 TAPE_COLUMNS = 7  # event, section, key, value start, value end, kind, integer
+# What the compiled helpers share, as int64s at one address (`state`): the key table's
+# addresses and sizes, the stack of open brackets, the tape's address and rows.
+TABLE, SLOTS, KEY_BYTES_AT, KEYS_AT, STAMPS, STACK, SERIAL, TAPE, TAPE_ROWS = range(9)
+STATE = 9
 INTEGER_DIGITS = 18  # integers this long or shorter are read here (they fit int64)
 QUOTE, BACKSLASH, LBRACE, RBRACE, LBRACKET, RBRACKET = 34, 92, 123, 125, 91, 93
 COMMA, COLON, MINUS, PLUS, DOT, ZERO, NINE = 44, 58, 45, 43, 46, 48, 57
@@ -348,7 +352,7 @@ def _integer(start: int, stop: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _value(at: int, end: int, stack: int) -> tuple[int, int, int]:
+def _value(at: int, end: int, state: int) -> tuple[int, int, int]:
     """(kind, end, integer value or 0) of the JSON value at `at`; kind -1 if invalid."""
     c = _byte_at(at)
     if c == QUOTE:
@@ -357,7 +361,7 @@ def _value(at: int, end: int, stack: int) -> tuple[int, int, int]:
             return -1, at, 0
         return (ESCAPED if escaped else STRING), close + 1, 0
     if c in (LBRACE, LBRACKET):
-        stop = _nested_end(at, end, stack)
+        stop = _nested_end(at, end, _int64_at(state + 8 * STACK))
         return (OBJECT if c == LBRACE else ARRAY) if stop >= 0 else -1, stop, 0
     if c == MINUS or ZERO <= c <= NINE:
         stop, integral = _number_end(at, end)
@@ -391,11 +395,6 @@ def _key(at: int, end: int, state: int, serial: int) -> tuple[int, int]:
         return -1, at
     at = _space(at + 1, end)
     return (key, at) if at < end else (-1, at)
-
-
-# `state`: the address of int64s: these addresses and sizes, for the helpers below.
-TABLE, SLOTS, KEY_BYTES_AT, KEYS_AT, STAMPS, STACK, SERIAL, TAPE, TAPE_ROWS = range(9)
-STATE = 9
 
 
 @njit(cache=True, nogil=True)
@@ -450,25 +449,41 @@ def _new_object(state: int) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _open(at: int, end: int, state: int) -> tuple[int, int, bool]:
+    """The object at `at`: (its number, for `_member`; the address of its first member, or
+    after it when it is empty; whether it is empty)."""
+    at = _space(at + 1, end)
+    empty = at < end and _byte_at(at) == RBRACE
+    return _new_object(state), (at + 1 if empty else at), empty
+
+
+@njit(cache=True, nogil=True)
+def _member(at: int, end: int, state: int, serial: int, count: int) -> tuple[int, int, int]:
+    """(status, key id, the address of its value) of the member at `at` of object number
+    `serial`, to be row `count` of the tape: FULL when the tape has no room for it."""
+    key, at = _key(at, end, state, serial)
+    if key < 0:
+        return INVALID, key, at
+    if count >= _int64_at(state + 8 * TAPE_ROWS):
+        return FULL, key, at
+    return OK, key, at
+
+
+@njit(cache=True, nogil=True)
 def _section(
     at: int, end: int, section: int, event: int, count: int, state: int
 ) -> tuple[int, int, int]:
     """The members of an event's `user` or `properties` object (at `at`) on the tape from
     row `count`: (status, rows on the tape, the address after the object)."""
-    serial = _new_object(state)
-    stack = _int64_at(state + 8 * STACK)
-    rows = _int64_at(state + 8 * TAPE_ROWS)
-    at = _space(at + 1, end)
-    if at < end and _byte_at(at) == RBRACE:
-        return OK, count, at + 1
+    serial, at, empty = _open(at, end, state)
+    if empty:
+        return OK, count, at
     while True:
-        key, at = _key(at, end, state, serial)
-        if key < 0:
-            return INVALID, count, at
-        if count >= rows:
-            return FULL, count, at
+        status, key, at = _member(at, end, state, serial, count)
+        if status != OK:
+            return status, count, at
         start = at
-        kind, at, number = _value(at, end, stack)
+        kind, at, number = _value(at, end, state)
         if kind < 0:
             return INVALID, count, start
         _put_row(state, count, event, section, key, start, at, kind, number)
@@ -483,28 +498,23 @@ def _event(at: int, end: int, event: int, count: int, state: int) -> tuple[int, 
     """The event at `at` on the tape from row `count`, its `user` and `properties` objects
     opened (`user` must be an object, `properties` an object or null): (status, rows on
     the tape, the address after the event)."""
-    serial = _new_object(state)
-    stack = _int64_at(state + 8 * STACK)
-    rows = _int64_at(state + 8 * TAPE_ROWS)
-    at = _space(at + 1, end)
-    if at < end and _byte_at(at) == RBRACE:
-        return OK, count, at + 1
+    serial, at, empty = _open(at, end, state)
+    if empty:
+        return OK, count, at
     while True:
-        key, at = _key(at, end, state, serial)
-        if key < 0:
-            return INVALID, count, at
-        if count >= rows:
-            return FULL, count, at
+        status, key, at = _member(at, end, state, serial, count)
+        if status != OK:
+            return status, count, at
         start, row, number = at, count, 0
         count += 1
-        if (key in (USER_KEY, PROPERTIES_KEY)) and _byte_at(at) == LBRACE:
+        if key in (USER_KEY, PROPERTIES_KEY) and _byte_at(at) == LBRACE:
             kind = OBJECT
             section = USER if key == USER_KEY else PROPERTIES
             status, count, at = _section(at, end, section, event, count, state)
             if status != OK:
                 return status, count, at
         else:
-            kind, at, number = _value(at, end, stack)
+            kind, at, number = _value(at, end, state)
             if kind < 0 or key == USER_KEY or (key == PROPERTIES_KEY and kind != NULL):
                 return INVALID, count, start
             if key == EVENT_TYPE_KEY and kind == STRING:  # its id, for grouping
