@@ -272,3 +272,22 @@ def test_a_value_of_a_lineage_type_is_kept():
     table = tables["users.messages.email.Open"]
     assert table["source_offset"].to_pylist() == [4]
     assert table["ingested_at"].type == pa.timestamp("us", tz="UTC")
+
+
+def test_many_unknown_keys_cost_no_column_each():
+    """Members no event type knows are only looked for, not laid out per event: a batch
+    with thousands of distinct unknown keys keeps the per-member matrix to the known ones."""
+    from currents_relay.http_batch import _Members
+
+    events = [
+        OPEN | {"id": f"{i}", "properties": {"email_address": "a@b.co", f"odd_{i}": i}}
+        for i in range(2_000)
+    ]
+    tape = Tape(Keys())
+    assert tape.add(body_of(events)) is not None
+    members = _Members(tape, tape.keys)
+    assert len(members.codes) > 2_000
+    assert members.cells.shape[0] < 10
+    assert members.odd.all()
+    new, old = both_paths(body_of(events))
+    assert_same(new, old)

@@ -310,17 +310,21 @@ def scanned_tables(
 
 class _Members:
     """A tape's events grouped by event type (in order of first appearance, each group's
-    events in order) and, per member `(section, key)`, the tape row each event has for it."""
+    events in order); which members `(section, key)` each group has; which events have a
+    member their type does not know (`odd`); and, for the members some type knows (the
+    catalogue bounds them, whatever the input holds), the tape row each event has for it."""
 
     def __init__(self, tape: Tape, keys: Keys) -> None:
         self.tape, self.names = tape, keys.names()
         rows, count = tape.rows, len(self.names)
         codes = rows[:, 1] * count + rows[:, 2]
         used = np.flatnonzero(np.bincount(codes, minlength=3 * count))
-        self.column_of = np.full(3 * count, -1, dtype=np.int64)
-        self.column_of[used] = np.arange(len(used))
-        self.codes = used
-        type_rows = self._rows_of(codes, rows[:, 0], TOP * count + keys.id_of("event_type"))
+        column_of = np.full(3 * count, -1, dtype=np.int64)
+        column_of[used] = np.arange(len(used))
+        self.codes, columns = used, column_of[codes]
+        type_rows = np.full(len(tape), -1, dtype=np.int64)
+        at = np.flatnonzero(codes == TOP * count + keys.id_of("event_type"))
+        type_rows[rows[at, 0]] = at
         kinds = np.where(type_rows >= 0, rows[type_rows, 5], NULL)
         self.groups: list[tuple[str, int, int]] | None = None
         if not np.all((kinds == STRING) | (kinds == NULL)):
@@ -331,35 +335,54 @@ class _Members:
         by_appearance = np.argsort(firsts)
         rank = np.empty(len(ids), dtype=np.int64)
         rank[by_appearance] = np.arange(len(ids))
-        self.order = np.argsort(rank[np.searchsorted(ids, type_ids)], kind="stable")
+        group_of = rank[np.searchsorted(ids, type_ids)]  # per event
+        self.order = np.argsort(group_of, kind="stable")
         starts = np.concatenate([[0], np.cumsum(sizes[by_appearance])])
         self.groups = [
             (self.names[ids[k]] if ids[k] >= 0 else "", int(starts[g]), int(starts[g + 1]))
             for g, k in enumerate(by_appearance)
         ]
-        position = np.empty(len(tape), dtype=np.int64)
+        position = np.empty(len(tape), dtype=np.int64)  # of each event in `order`
         position[self.order] = np.arange(len(tape))
-        # cells[column, position of the event in `order`] = its tape row for that member
-        self.cells = np.full((len(used), len(tape)), -1, dtype=np.int64)
-        self.cells[self.column_of[codes], position[rows[:, 0]]] = np.arange(len(rows))
-        self.present = np.logical_or.reduceat(self.cells >= 0, starts[:-1], axis=1)
+        row_groups = group_of[rows[:, 0]]
+        self.present = np.zeros((len(used), len(self.groups)), dtype=np.bool_)
+        self.present[columns, row_groups] = True
+        unknown = np.zeros_like(self.present)
+        for group, (event_type, _, _) in enumerate(self.groups):
+            known = _known(_shape(event_type))
+            for column in np.flatnonzero(self.present[:, group]):
+                section, key = divmod(int(used[column]), count)
+                unknown[column, group] = self.names[key] not in known[section]
+        self.odd = np.zeros(len(tape), dtype=np.bool_)  # per position in `order`
+        self.odd[position[rows[unknown[columns, row_groups], 0]]] = True
+        kept = np.flatnonzero((self.present & ~unknown).any(axis=1))
+        self.cell_of = np.full(len(used), -1, dtype=np.int64)
+        self.cell_of[kept] = np.arange(len(kept))
+        # cells[cell_of[column], position] = the event's tape row for that member, or -1
+        self.cells = np.full((len(kept), len(tape)), -1, dtype=np.int64)
+        on = self.cell_of[columns] >= 0
+        self.cells[self.cell_of[columns[on]], position[rows[on, 0]]] = np.flatnonzero(on)
 
-    def _rows_of(self, codes: np.ndarray, events: np.ndarray, code: int) -> np.ndarray:
-        found = np.full(len(self.tape), -1, dtype=np.int64)
-        at = np.flatnonzero(codes == code)
-        found[events[at]] = at
-        return found
-
-    def section(self, group: int, section: int) -> dict[str, np.ndarray]:
+    def section(self, group: int, section: int) -> dict[str, int]:
         """The keys of `section` the group's events have (null values too), each with its
-        column of `cells`."""
+        column."""
         count = len(self.names)
         found = {}
         for column in np.flatnonzero(self.present[:, group]):
             code = self.codes[column]
             if code // count == section:
-                found[self.names[code % count]] = column
+                found[self.names[code % count]] = int(column)
         return found
+
+    def rows(self, columns: list[int], start: int, stop: int) -> np.ndarray:
+        """The tape rows of events `start` to `stop` (in `order`) for members some type
+        knows: one row per column, -1 where an event has none."""
+        return self.cells[self.cell_of[columns], start:stop]
+
+
+def _known(shape: _Shape) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """The keys `_sections` takes as known, per section (TOP, USER, PROPERTIES)."""
+    return TOP_LEVEL, shape.user, shape.known_properties
 
 
 def _scanned_table(
@@ -373,21 +396,11 @@ def _scanned_table(
     """`_table` of one event type's events, read from the tape."""
     shape = _shape(event_type)
     _, start, stop = members.groups[group]  # type: ignore[index]
-    cells, tape, n = members.cells[:, start:stop], members.tape, stop - start
+    tape, n = members.tape, stop - start
     top, users, properties = (members.section(group, s) for s in (TOP, USER, PROPERTIES))
     if shape.json_key and "properties" in properties:
         return None  # `properties.properties` beside the JSON key: the row path decides
-    unknown = [
-        column
-        for section, known in (
-            (top, TOP_LEVEL),
-            (users, shape.user),
-            (properties, shape.known_properties),
-        )
-        for name, column in section.items()
-        if name not in known
-    ]
-    odd = np.flatnonzero(np.any(cells[unknown] >= 0, axis=0)) if unknown else []
+    odd = np.flatnonzero(members.odd[start:stop])
     skip = {"event_type", "timestamp", "extra", "properties", *lineage}
     strings = [c.name for c in shape.schema if c.type == pa.string() and c.name not in skip]
     from_user = (users.keys() & shape.user) - {"id", "time"}
@@ -397,7 +410,7 @@ def _scanned_table(
         *((name, users[name]) for name in strings if name in from_user),
         *((name, properties[name]) for name in strings if name in from_properties),
     ]
-    texts = tape.texts(cells[[column for _, column in wanted]])
+    texts = tape.texts(members.rows([column for _, column in wanted], start, stop))
     if texts is None:
         return None
     built, longest = texts
@@ -415,7 +428,7 @@ def _scanned_table(
             column = top.get(name)
         elif name == "properties" and shape.json_key:
             column = properties.get(shape.json_key)
-            rows = cells[column] if column is not None else np.full(n, -1)
+            rows = members.rows([column], start, stop)[0] if column is not None else np.full(n, -1)
             values = [
                 None if row < 0 else json.dumps(tape.value(row), ensure_ascii=False) for row in rows
             ]
@@ -428,7 +441,7 @@ def _scanned_table(
         if column is None:
             out[name] = pa.nulls(n, col.type)
             continue
-        array = _tape_column(tape, cells[column], col.type)
+        array = _tape_column(tape, members.rows([column], start, stop)[0], col.type)
         if array is None:
             return None
         out[name] = array
