@@ -331,11 +331,19 @@ class HourIngest:
             self._tape.clear()
             if scanned:
                 return
-            pending = [(landed, self._parse_http(landed, scan.body)[0]) for landed, scan in pending]
+            pending = [(landed, self._scanned_events(landed, scan)) for landed, scan in pending]
         if pending and not self._map_http(pending):
             for item in pending:
                 if not self._map_http([item]):
                     self._read_http_rows(*item, [])
+
+    def _scanned_events(self, landed: LandedFile, scan: Scan) -> list[Any]:
+        """A scanned body's events as orjson reads them (the scan only accepts bodies orjson
+        reads: tests prove it), for the paths that take objects."""
+        try:
+            return self._parse_http(landed, scan.body)[0]
+        except UnreadableFile as error:  # never quarantine the file that happened to flush
+            raise RuntimeError(f"the HTTP scan accepted {landed.uri}, orjson did not") from error
 
     def _batch_lineage(self, items: list[tuple[LandedFile, Any]]) -> dict[str, list[Any]]:
         lineage: dict[str, list[Any]] = {"source_uri": [], "source_offset": [], "ingested_at": []}
