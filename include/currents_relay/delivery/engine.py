@@ -15,7 +15,8 @@
 5. Append every acknowledged batch to the ledger right after its 2xx.
 
 The lake is read a few chunks ahead on a thread of its own, steps 1-3 run on the task's
-thread, and steps 4-5 on a sending thread, in order (`delivery.handoff`).
+thread, and steps 4-5 (each batch's id, body and request first) on a sending thread, in
+order (`delivery.handoff`).
 
 Counts reconcile: `considered == selected + sum(skipped)` and
 `selected == delivered + dead_lettered + pending`.
@@ -192,7 +193,7 @@ def _routed(event_type: str, ids: Ids, encoded: Encoded, routes: list[str]) -> l
 @dataclass(frozen=True)
 class Outgoing:
     """A batch ready to send: its id, its request (body: `size` bytes before any gzip) and the
-    ids the ledger records once the partner acknowledges it (prepared before it is sent)."""
+    ids the ledger records once the partner acknowledges it."""
 
     batch: Batch
     id: str
@@ -421,6 +422,11 @@ class Delivery:
         runs = [(event_type, ids.to_arrow()) for event_type, ids in batch.runs()]
         return Outgoing(batch, bid, len(body), request, runs)
 
+    def _send_batch(self, batch: Batch) -> None:
+        """On the sending thread: the batch's id, body and request, then the request (the
+        task's thread, which encodes, has the most to do)."""
+        self._send(self._outgoing(batch))
+
     def _send(self, outgoing: Outgoing) -> None:
         name = self.partner.name
         batch, bid, request = outgoing.batch, outgoing.id, outgoing.request
@@ -507,11 +513,11 @@ class Delivery:
         chunks = self._chunks()
         try:  # batches run across event types, so only the hour's last batch is partly filled
             # Sent on a thread of their own, in order, while the next ones are read and written.
-            with Handoff(self._send, SEND_AHEAD, name=f"send-{self.partner.name}") as sends:
+            with Handoff(self._send_batch, SEND_AHEAD, name=f"send-{self.partner.name}") as sends:
                 for batch in self._batches(chunks):
                     self.planned_batches += 1
                     if not self.dry_run:
-                        sends.put(self._outgoing(batch))
+                        sends.put(batch)
         except DeliveryError as stop:
             error, self._stopped = stop, True
         for _ in chunks:
