@@ -13,7 +13,7 @@ import pytest
 from currents_relay.generator import generate_hour
 from currents_relay.hours import parse_hour
 from currents_relay.http_batch import http_tables, scanned_tables
-from currents_relay.http_scan import Keys, Tape
+from currents_relay.http_tape import Keys, Tape
 from currents_relay.landing import list_hour, read_bytes
 from tests.conftest import http_samples, load
 from tests.test_http_batch import NOT_PROVABLY_CLEAN, ODD_BUT_CLEAN

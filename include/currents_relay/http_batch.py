@@ -37,9 +37,8 @@ from currents_relay.http_scan import (
     TOP,
     TRUE,
     USER,
-    Keys,
-    Tape,
 )
+from currents_relay.http_tape import Keys, Tape
 from currents_relay.normalize import MAX_STRING_CHARS, RESERVED, time_to_timestamp
 
 TOP_LEVEL = frozenset(("event_type", "id", "time", "user", "properties"))

@@ -26,7 +26,7 @@ import pyarrow as pa
 from currents_relay import catalogue
 from currents_relay.gc_pause import rare_gc
 from currents_relay.http_batch import http_tables, scanned_tables
-from currents_relay.http_scan import Keys, Scan, Tape
+from currents_relay.http_tape import Keys, Scan, Tape
 from currents_relay.keyset import KeySet, first_new, keys_of
 from currents_relay.lake import HourWriter, Lake
 from currents_relay.landing import LandedFile, hour_key, list_hour, read_bytes

@@ -65,7 +65,7 @@ def _memcpy(typingctx, to, source, size):  # type: ignore[no-untyped-def]
 
 
 @intrinsic
-def _copy(typingctx, out, pos, address, size):  # type: ignore[no-untyped-def]
+def copy_into(typingctx, out, pos, address, size):  # type: ignore[no-untyped-def]
     """`out[pos:pos + size] =` the `size` bytes at `address`, by LLVM's memcpy: ~10x faster
     than a byte loop or a slice assignment for the short values JSON is made of."""
 
@@ -96,6 +96,8 @@ def _reader(bits: int, widen: str, result: types.Type):  # type: ignore[no-untyp
 
 
 def _writer(bits: int):  # type: ignore[no-untyped-def]
+    """An intrinsic storing an int64 at an address as a `bits`-bit integer (unaligned)."""
+
     @intrinsic
     def store(typingctx, address, value):  # type: ignore[no-untyped-def]
         def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
@@ -108,13 +110,12 @@ def _writer(bits: int):  # type: ignore[no-untyped-def]
     return store
 
 
-_byte_at = _reader(8, "zero", types.int64)
+byte_at = _reader(8, "zero", types.int64)
 _int32_at = _reader(32, "sign", types.int64)
-_int64_at = _reader(64, "", types.int64)
+int64_at = _reader(64, "", types.int64)
 _word_at = _reader(64, "", types.uint64)  # 8 bytes at once, for the escape check
-_int64_word = _reader(64, "", types.int64)
-_u32_at = _reader(32, "zero", types.int64)
-_put8, _put32, _put64 = _writer(8), _writer(32), _writer(64)
+u32_at = _reader(32, "zero", types.int64)
+put8, put32, put64 = _writer(8), _writer(32), _writer(64)
 
 
 @njit(cache=True, nogil=True)
@@ -124,23 +125,23 @@ def _put(to: int, source: int, size: int) -> None:
     if size > 32:
         _memcpy(to, source, size)
     elif size >= 16:
-        a, b = _int64_word(source), _int64_word(source + 8)
-        c, d = _int64_word(source + size - 16), _int64_word(source + size - 8)
-        _put64(to, a)
-        _put64(to + 8, b)
-        _put64(to + size - 16, c)
-        _put64(to + size - 8, d)
+        a, b = int64_at(source), int64_at(source + 8)
+        c, d = int64_at(source + size - 16), int64_at(source + size - 8)
+        put64(to, a)
+        put64(to + 8, b)
+        put64(to + size - 16, c)
+        put64(to + size - 8, d)
     elif size >= 8:
-        a, b = _int64_word(source), _int64_word(source + size - 8)
-        _put64(to, a)
-        _put64(to + size - 8, b)
+        a, b = int64_at(source), int64_at(source + size - 8)
+        put64(to, a)
+        put64(to + size - 8, b)
     elif size >= 4:
-        a, b = _u32_at(source), _u32_at(source + size - 4)
-        _put32(to, a)
-        _put32(to + size - 4, b)
+        a, b = u32_at(source), u32_at(source + size - 4)
+        put32(to, a)
+        put32(to + size - 4, b)
     else:
         for i in range(size):
-            _put8(to + i, _byte_at(source + i))
+            put8(to + i, byte_at(source + i))
 
 
 @njit(cache=True, nogil=True)
@@ -178,7 +179,7 @@ def _needs_escaping(address: int, size: int) -> bool:
 def _put_escaped(out: np.ndarray, pos: int, address: int, size: int, short: np.ndarray) -> int:
     """The bytes of a string as the inside of a JSON string, escaped as orjson escapes it."""
     for i in range(size):
-        byte = _byte_at(address + i)
+        byte = byte_at(address + i)
         if byte in (QUOTE, BACKSLASH):
             out[pos] = BACKSLASH
             out[pos + 1] = byte
@@ -270,7 +271,7 @@ def _present(leaves: np.ndarray, leaf: int, row: int) -> bool:
     if validity == 0:
         return True
     at = leaves[leaf, OFFSET] + row
-    return (_byte_at(validity + (at >> 3)) >> (at & 7)) & 1 == 1
+    return (byte_at(validity + (at >> 3)) >> (at & 7)) & 1 == 1
 
 
 @njit(cache=True, nogil=True)
@@ -351,7 +352,7 @@ def write_rows(
                     continue
                 kind = leaves[b, KIND]
                 if kind in (INTEGER, ISO_SECONDS):
-                    value = _int64_at(leaves[b, VALUES] + (leaves[b, OFFSET] + row) * 8)
+                    value = int64_at(leaves[b, VALUES] + (leaves[b, OFFSET] + row) * 8)
                     if kind == INTEGER:
                         pos = _put_int(out, pos, value, digits)
                     else:
@@ -391,7 +392,7 @@ def gather(source: np.ndarray, starts: np.ndarray, stops: np.ndarray, out: np.nd
     base = source.ctypes.data
     for i in range(starts.shape[0]):
         size = stops[i] - starts[i]
-        _copy(out, pos, base + starts[i], size)
+        copy_into(out, pos, base + starts[i], size)
         pos += size
 
 
@@ -418,7 +419,7 @@ def copy_at(addresses: np.ndarray, sizes: np.ndarray, out: np.ndarray) -> None:
     the memory they point into alive)."""
     pos = 0
     for i in range(addresses.shape[0]):
-        _copy(out, pos, addresses[i], sizes[i])
+        copy_into(out, pos, addresses[i], sizes[i])
         pos += sizes[i]
 
 
@@ -432,10 +433,10 @@ def framed(
     start = head.ctypes.data
     base = data.ctypes.data
     for i in range(offsets.shape[0] - 1):
-        _copy(out, pos, start, size)
+        copy_into(out, pos, start, size)
         pos += size
         length = offsets[i + 1] - offsets[i]
-        _copy(out, pos, base + offsets[i], length)
+        copy_into(out, pos, base + offsets[i], length)
         pos += length
         out[pos] = tail
         pos += 1
