@@ -60,6 +60,7 @@ from currents_relay.delivery.pii import PiiPolicy
 from currents_relay.gc_pause import rare_gc
 from currents_relay.keyset import keys_of
 from currents_relay.lake import Lake
+from currents_relay.memory_reuse import keep_freed_memory
 
 log = logging.getLogger(__name__)
 OFF_THE_WIRE = frozenset(("timestamp", *LINEAGE_FIELDS))
@@ -500,6 +501,7 @@ class Delivery:
         guard = RedactSecrets(self.partner.redact)
         for name in REDACTED_LOGGERS:
             logging.getLogger(name).addFilter(guard)
+        keep_freed_memory()
         try:
             with rare_gc():
                 return self._run(started)
