@@ -41,8 +41,8 @@ from currents_relay.http_scan import (
 @njit(cache=True, nogil=True)
 def _unescape(address: int, end: int, out: np.ndarray, at: int) -> int:
     """The JSON string text at `address` up to `end` (no quotes), decoded as orjson decodes
-    it, in UTF-8 at `out[at:]`; returns the end in `out`, or -1 for an escape orjson refuses."""
-    escapes = ESCAPES
+    it, in UTF-8 at `out[at:]`; returns the end in `out`. Its escapes are valid: the scan
+    accepts no other (an unknown escape, a surrogate out of its pair)."""
     while address < end:
         c = byte_at(address)
         if c != BACKSLASH:
@@ -52,24 +52,14 @@ def _unescape(address: int, end: int, out: np.ndarray, at: int) -> int:
             continue
         letter = byte_at(address + 1)
         if letter != 117:  # not a \u escape
-            byte = escapes[letter] if letter < 128 else 0
-            if byte == 0:
-                return -1
-            out[at] = byte
+            out[at] = ESCAPES[letter]
             at += 1
             address += 2
             continue
         code = hex4(address + 2, end)
         address += 6
-        if code < 0 or 0xDC00 <= code < 0xE000:
-            return -1
-        if 0xD800 <= code < 0xDC00:  # a high surrogate: a low one must follow
-            if address + 1 >= end or byte_at(address) != BACKSLASH:
-                return -1
-            low = hex4(address + 2, end) if byte_at(address + 1) == 117 else -1
-            if low < 0xDC00 or low >= 0xE000:
-                return -1
-            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+        if 0xD800 <= code < 0xDC00:  # a high surrogate, and its low one
+            code = 0x10000 + ((code - 0xD800) << 10) + (hex4(address + 2, end) - 0xDC00)
             address += 6
         if code < 0x80:
             out[at] = code
@@ -116,11 +106,11 @@ def _texts(
     offsets: np.ndarray,
     valid: np.ndarray,
     longest: np.ndarray,
-) -> bool:
+) -> None:
     """Columns of texts as Arrow keeps strings: for each row of `cells` (tape rows, -1: a
     null), the values one after the other in `out`, `offsets[c]` into it, `valid[c]` and
     the most bytes of one value in `longest[c]`. Strings are written without their quotes,
-    escapes decoded as orjson decodes them (False if it refuses one); numbers as they are."""
+    escapes decoded as orjson decodes them; numbers as they are."""
     at = 0
     for c in range(cells.shape[0]):
         offsets[c, 0] = at
@@ -134,8 +124,6 @@ def _texts(
                 at += stop - start - 2
             elif kind == ESCAPED:
                 at = _unescape(start + 1, stop - 1, out, at)
-                if at < 0:
-                    return False
             elif kind in (INTEGER, NUMBER):
                 copy_into(out, at, start, stop - start)
                 at += stop - start
@@ -143,7 +131,6 @@ def _texts(
             most = max(most, at - offsets[c, r])
             offsets[c, r + 1] = at
         longest[c] = most
-    return True
 
 
 class Keys:
@@ -264,7 +251,7 @@ class Tape:
         """String arrays of the values at the tape rows of each row of `cells` (-1: null),
         written by one compiled call into one buffer (strings decoded, or with `numbers`
         numbers as their JSON text), and each array's most bytes in one value. None if a
-        value is of another kind or holds an escape orjson refuses."""
+        value is of another kind."""
         columns, n = cells.shape
         size = _text_bytes(self.rows, cells, numbers)
         if size < 0:
@@ -273,8 +260,7 @@ class Tape:
         offsets = np.empty((columns, n + 1), dtype=np.int32)
         valid = np.empty((columns, n), dtype=np.bool_)
         longest = np.zeros(columns, dtype=np.int64)
-        if not _texts(self.rows, cells, out, offsets, valid, longest):
-            return None
+        _texts(self.rows, cells, out, offsets, valid, longest)
         data = pa.py_buffer(out)
         bitmaps = np.packbits(valid, axis=1, bitorder="little")
         nulls = n - valid.sum(axis=1)

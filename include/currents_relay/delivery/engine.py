@@ -424,8 +424,8 @@ class Delivery:
         return Outgoing(batch, bid, len(body), request, runs)
 
     def _send_batch(self, batch: Batch) -> None:
-        """On the sending thread: the batch's id, body and request, then the request (the
-        task's thread, which encodes, has the most to do)."""
+        """Build the batch's id, body and request, and send it: on the sending thread, as the
+        task's thread, which encodes, has the most to do."""
         self._send(self._outgoing(batch))
 
     def _send(self, outgoing: Outgoing) -> None:
