@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -102,3 +103,28 @@ def test_leaving_early_stops_the_producer_and_closes_its_source():
         if item == 5:
             break
     assert closed.wait(5) and len(produced) <= 5 + 1 + 2 + 1  # depth ahead, no further
+
+
+def test_weighed_items_wait_up_to_the_depth_in_weight_and_a_heavy_one_waits_alone():
+    release = threading.Event()
+    ran: list[int] = []
+
+    def work(item: int) -> None:
+        release.wait(5)
+        ran.append(item)
+
+    handoff = Handoff(work, depth=10, weigh=lambda item: item).start()
+    handoff.put(1)  # taken by the worker, which waits
+    while handoff._items:  # until the worker has it
+        time.sleep(0.001)
+    handoff.put(4)
+    handoff.put(6)  # 10 waiting: full
+    third = threading.Thread(target=handoff.put, args=(3,))
+    third.start()
+    third.join(0.2)
+    assert third.is_alive()  # 4 + 6 + 3 would be more than 10
+    release.set()
+    third.join(5)
+    handoff.put(50)  # heavier than the depth: goes once nothing else waits
+    handoff.finish()
+    assert ran == [1, 4, 6, 3, 50]

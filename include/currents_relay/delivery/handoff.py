@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Generic, TypeVar
@@ -66,11 +67,25 @@ def read_ahead(items: Iterable[Item], depth: int = 2, name: str = "read-ahead") 
 
 
 class Handoff(Generic[Item]):
-    """`with Handoff(work) as handoff: handoff.put(item)`: `work(item)` on one thread, in order."""
+    """`with Handoff(work) as handoff: handoff.put(item)`: `work(item)` on one thread, in order.
 
-    def __init__(self, work: Callable[[Item], None], depth: int = 2, name: str = "handoff") -> None:
+    At most `depth` items wait; with `weigh`, items weighing at most `depth` in all (an item
+    heavier than that waits alone), so a producer that makes items in bursts (a chunk's
+    batches at once) can hand a whole burst over and go on while they are worked through."""
+
+    def __init__(
+        self,
+        work: Callable[[Item], None],
+        depth: int = 2,
+        name: str = "handoff",
+        weigh: Callable[[Item], int] | None = None,
+    ) -> None:
         self._work = work
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._depth = depth
+        self._weigh = weigh or (lambda item: 1)
+        self._items: deque[tuple[object, int]] = deque()
+        self._held = 0  # the waiting items' weight
+        self._changed = threading.Condition()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -81,7 +96,15 @@ class Handoff(Generic[Item]):
     __enter__ = start
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not _DONE:
+        while True:
+            with self._changed:
+                while not self._items:
+                    self._changed.wait()
+                item, weight = self._items.popleft()
+                self._held -= weight
+                self._changed.notify_all()
+            if item is _DONE:
+                return
             if self._error is None:  # after an error, items are only drained
                 try:
                     self._work(item)  # type: ignore[arg-type]
@@ -92,15 +115,20 @@ class Handoff(Generic[Item]):
         if self._error is not None:
             raise self._error
 
+    def _hand(self, item: object, weight: int, *, raising: bool = True) -> None:
+        with self._changed:
+            while self._items and self._held + weight > self._depth:
+                if raising:
+                    self._raise()
+                self._changed.wait(WAIT)
+            self._items.append((item, weight))
+            self._held += weight
+            self._changed.notify_all()
+
     def put(self, item: Item) -> None:
         """Queue `item` (waits while the queue is full); raises the worker's error, if any."""
         self._raise()
-        while True:
-            try:
-                self._queue.put(item, timeout=WAIT)
-                return
-            except queue.Full:
-                self._raise()
+        self._hand(item, self._weigh(item))
 
     def __exit__(
         self,
@@ -115,7 +143,7 @@ class Handoff(Generic[Item]):
         raise the worker's error, if any and if the caller has none of its own."""
         if error is not None and self._error is None:
             self._error = error  # the worker drains the rest without running it
-        self._queue.put(_DONE)
+        self._hand(_DONE, 0, raising=False)
         self._thread.join()
         if error is None:
             self._raise()

@@ -172,6 +172,7 @@ class _Leaves:
 
     def __init__(self, leaves: list[Leaf], columns: list[pl.Series], parts: list[range]) -> None:
         self.table = np.zeros((max(len(leaves), 1), 5), dtype=np.int64)
+        self.table[:, kernel.KIND] = kernel.ABSENT  # the kernel reads every row (prefetching)
         addresses: list[int] = []
         self.arrays: list[pa.Array] = []  # keeps the buffers alive while the kernel runs
         # Per part of the rows: what leaves write with no byte escaped (a bound), and the
