@@ -14,9 +14,9 @@
    single events on 400 and dead-letter those still refused; stop on 401/403/404.
 5. Append every acknowledged batch to the ledger right after its 2xx.
 
-The lake is read a few chunks ahead on a thread of its own, steps 1-3 run on the task's
-thread, and steps 4-5 (each batch's id, body and request first) on a sending thread, in
-order (`delivery.handoff`).
+The lake is read a few chunks ahead on a thread of its own; steps 1-3, and each batch's id,
+body, request and ledger records, run on the task's thread; steps 4-5 on a sending thread,
+in order (`delivery.handoff`), two chunks' worth of batches behind at most.
 
 Counts reconcile: `considered == selected + sum(skipped)` and
 `selected == delivered + dead_lettered + pending`.
@@ -39,7 +39,6 @@ from typing import Any
 
 import certifi
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 import urllib3
 
@@ -54,7 +53,7 @@ from currents_relay.delivery.batching import (
     cut_batches,
 )
 from currents_relay.delivery.handoff import Handoff, read_ahead
-from currents_relay.delivery.ledger import Ledger
+from currents_relay.delivery.ledger import Acknowledgement, Ledger
 from currents_relay.delivery.partner import Outcome, Partner, Request, dumps
 from currents_relay.delivery.pii import PiiPolicy
 from currents_relay.gc_pause import rare_gc
@@ -196,14 +195,18 @@ def _routed(event_type: str, ids: Ids, encoded: Encoded, routes: list[str]) -> l
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A batch ready to send: its id, its request (body: `size` bytes before any gzip) and the
-    ids the ledger records once the partner acknowledges it."""
+    """A batch ready to send: its id, its request (body: `size` bytes before any gzip) and
+    what the ledger records once the partner acknowledges it."""
 
     batch: Batch
     id: str
     size: int
     request: Request
-    runs: list[tuple[str, pa.StringArray]]
+    acknowledgement: Acknowledgement
+
+
+def _weight(outgoing: Outgoing) -> int:
+    return outgoing.size
 
 
 class Delivery:
@@ -424,12 +427,7 @@ class Delivery:
                 headers=request.headers | {"Content-Encoding": "gzip"},
             )
         runs = [(event_type, ids.to_arrow()) for event_type, ids in batch.runs()]
-        return Outgoing(batch, bid, len(body), request, runs)
-
-    def _send_batch(self, batch: Batch) -> None:
-        """Build the batch's id, body and request, and send it: on the sending thread, as the
-        task's thread, which encodes, has the most to do."""
-        self._send(self._outgoing(batch))
+        return Outgoing(batch, bid, len(body), request, Acknowledgement.of(runs, bid))
 
     def _send(self, outgoing: Outgoing) -> None:
         name = self.partner.name
@@ -470,7 +468,7 @@ class Delivery:
             )
             if outcome is Outcome.DONE:
                 events = len(batch)
-                self.ledger.acknowledge(outgoing.runs, bid, status)
+                self.ledger.record(outgoing.acknowledgement, status)
                 self.delivered_now += events
                 self.stats.bytes_sent += outgoing.size
                 self.stats.sent_events += events
@@ -518,13 +516,15 @@ class Delivery:
         chunks = self._chunks()
         try:  # batches run across event types, so only the hour's last batch is partly filled
             # Sent on a thread of their own, in order, while the next ones are read and written.
+            # Each batch's request and ledger records are built here: the sending thread, which
+            # waits for each answer and records it before the next request, has the most to do.
             with Handoff(
-                self._send_batch, SEND_AHEAD_BYTES, f"send-{self.partner.name}", Batch.size
+                self._send, SEND_AHEAD_BYTES, f"send-{self.partner.name}", _weight
             ) as sends:
                 for batch in self._batches(chunks):
                     self.planned_batches += 1
                     if not self.dry_run:
-                        sends.put(batch)
+                        sends.put(self._outgoing(batch))
         except DeliveryError as stop:
             error, self._stopped = stop, True
         for _ in chunks:

@@ -22,6 +22,7 @@ import io
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -71,6 +72,38 @@ def _string_array(values: Sequence[str]) -> pa.Array:
 def _repeated(kind: pa.DataType, value: np.generic, n: int) -> pa.Array:
     """`value` n times, as an array of `kind` (a fixed-width type), built from its buffer."""
     return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(np.full(n, value))])
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """The columns a batch's acknowledgement records that do not depend on the answer, built
+    before the batch is sent (off the sending thread, which the others wait for)."""
+
+    batch: str
+    event_types: pa.Array
+    ids: pa.Array
+    batch_ids: pa.Array
+
+    @classmethod
+    def of(
+        cls, runs: Sequence[tuple[str, pa.StringArray | Sequence[str]]], batch: str
+    ) -> Acknowledgement:
+        """The records of (event_type, ids) runs sent as the batch `batch`."""
+        ids = [
+            run_ids if isinstance(run_ids, pa.Array) else _string_array(run_ids)
+            for _, run_ids in runs
+            if len(run_ids)
+        ]
+        n = sum(map(len, ids))
+        types = [
+            pa.repeat(_string_array([t])[0], len(run_ids)) for t, run_ids in runs if len(run_ids)
+        ]
+        return cls(
+            batch,
+            pa.concat_arrays(types) if types else _string_array([]),
+            pa.concat_arrays(ids) if ids else _string_array([]),
+            pa.repeat(_string_array([batch])[0], n),
+        )
 
 
 def _is_local(fs: Any) -> bool:
@@ -125,7 +158,7 @@ class ParquetCopy:
         self.temporary = f"{folder}/.{uuid.uuid4().hex}.tmp"
         self._sink = fs.open(self.temporary, "wb")
         self._writer = pq.ParquetWriter(self._sink, ACK_SCHEMA, **self.OPTIONS)
-        self._writes = Handoff(self._writer.write_table, depth=2, name="ledger-copy").start()
+        self._writes = Handoff(self._write, depth=2, name="ledger-copy").start()
         self._pending: list[pa.Table] = []
         self._rows = 0
 
@@ -135,9 +168,12 @@ class ParquetCopy:
         if self._rows >= self.ROWS:
             self._flush()
 
+    def _write(self, tables: list[pa.Table]) -> None:
+        self._writer.write_table(pa.concat_tables(tables))  # one row group
+
     def _flush(self) -> None:
-        if self._pending:
-            self._writes.put(pa.concat_tables(self._pending))
+        if self._pending:  # joined on the copying thread, not on the caller's (the sender's)
+            self._writes.put(self._pending)
         self._pending, self._rows = [], 0
 
     def finish(self, target: str) -> None:
@@ -223,21 +259,17 @@ class Ledger:
     ) -> None:
         """Record a 2xx for (event_type, ids) runs: call it before sending anything else (see
         the module's notes)."""
-        ids = [
-            run_ids if isinstance(run_ids, pa.Array) else _string_array(run_ids)
-            for _, run_ids in runs
-            if len(run_ids)
-        ]
-        n = sum(map(len, ids))
-        types = [
-            pa.repeat(_string_array([t])[0], len(run_ids)) for t, run_ids in runs if len(run_ids)
-        ]
+        self.record(Acknowledgement.of(runs, batch), status)
+
+    def record(self, prepared: Acknowledgement, status: int) -> None:
+        """`acknowledge` of a batch's records prepared before it was sent."""
+        n = len(prepared.ids)
         now = time.time_ns() // 1000  # µs: 30x faster than datetimes
         table = pa.Table.from_arrays(
             [
-                pa.concat_arrays(types) if types else _string_array([]),
-                pa.concat_arrays(ids) if ids else _string_array([]),
-                pa.repeat(_string_array([batch])[0], n),
+                prepared.event_types,
+                prepared.ids,
+                prepared.batch_ids,
                 _repeated(ACK_SCHEMA.field("status").type, np.int32(status), n),
                 _repeated(ACK_SCHEMA.field("acknowledged_at").type, np.int64(now), n),
             ],
@@ -251,7 +283,8 @@ class Ledger:
         if self._journal is not None:
             self._journal.append(table)
         else:
-            self._write(self.ack_dir, f"ack-{batch}-{uuid.uuid4().hex[:8]}.parquet", table)
+            name = f"ack-{prepared.batch}-{uuid.uuid4().hex[:8]}.parquet"
+            self._write(self.ack_dir, name, table)
 
     def close(self) -> None:
         """End this run's journal: its Parquet copy takes its place."""
