@@ -119,7 +119,7 @@ def test_push_holds_one_chunk_and_opens_each_lake_file_once(hours, tmp_path, mon
         monkeypatch.setattr(delivery.lake.fs, "open", counting_open)
         counts = delivery.run()
     assert counts["delivered"] == counts["selected"] > 10_000
-    assert max(held) <= 700 and sum(held) == counts["considered"]
+    assert max(held) <= 700 and sum(held) == counts["selected"]  # anonymous ones filtered out
     assert opened and set(opened.values()) == {1}
     ledger = lake / "deliveries" / "custom_http" / f"hour={HOUR}"
     assert counts["requests"] > 100

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import certifi
 import polars as pl
@@ -94,6 +94,13 @@ class Selection:
             exclude=tuple(options.get("exclude", ())),
             identities=tuple(i for i in identities if i),
         )
+
+
+class Skipped(NamedTuple):
+    """Rows of a lake file left out, and why (a key of the report's `skipped`)."""
+
+    reason: str
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -269,45 +276,55 @@ class Delivery:
         at a time (read a few chunks ahead, on a thread of their own). Once delivery has
         stopped (`self._stopped`), chunks are only counted, so every pending event shows."""
         for event_type, read in read_ahead(self._reads(), name="read-lake"):
-            if isinstance(read, int):  # a file of a type the destination does not take
-                self.considered += read
-                self.skipped["event_type"] += read
+            if isinstance(read, Skipped):
+                self.considered += read.rows
+                self.skipped[read.reason] += read.rows
             else:
+                self.considered += read.height
                 yield from self._select_chunk(event_type, read)
 
-    def _reads(self) -> Iterator[tuple[str, pl.DataFrame | int]]:
-        """The hour's lake files, in order: (event_type, a chunk of rows) for the types the
-        destination takes, (event_type, rows) for the others (from the footer: never read).
+    def _reads(self) -> Iterator[tuple[str, pl.DataFrame | Skipped]]:
+        """The hour's lake files, in order: (event_type, a chunk of rows to send) for the types
+        the destination takes, and what was left out of them, counted per file: `Skipped`
+        (the rows of other types, from the footer: never read; rows without an identity).
 
         Files are read by polars' streaming engine in chunks (only the columns that can go on
-        the wire; ~2.5x faster than pyarrow's batch reader here), so memory stays flat in hour
-        size. The order is deterministic (a re-run of an hour writes the same files), so the
-        same events form the same batches.
+        the wire; ~2.5x faster than pyarrow's batch reader here), rows without an identity
+        filtered out on its threads, so memory stays flat in hour size. The order is
+        deterministic (a re-run of an hour writes the same files), so the same events form the
+        same batches.
         """
         for event_type, files in self._event_types():
             accepted = self.selection.accepts(event_type, self.partner.default_event_types)
             for path in files:
                 with self.lake.fs.open(path, "rb") as handle:
+                    rows = pq.ParquetFile(handle).metadata.num_rows
                     if not accepted:
-                        yield event_type, pq.ParquetFile(handle).metadata.num_rows
+                        yield event_type, Skipped("event_type", rows)
                         continue
+                    handle.seek(0)
                     lake_file = pl.scan_parquet(handle)
                     names = lake_file.collect_schema().names()
                     wire = lake_file.select([name for name in names if name not in OFF_THE_WIRE])
+                    if self.selection.identities:
+                        wire = wire.filter(self._has_identity(names))
+                    kept = 0
                     for frame in wire.collect_batches(chunk_size=ENCODE_CHUNK_ROWS):
+                        kept += frame.height
                         yield event_type, frame
+                    if kept < rows:
+                        yield event_type, Skipped("anonymous", rows - kept)
+
+    def _has_identity(self, names: list[str]) -> pl.Expr:
+        """Whether a row holds one of the selection's identity fields (not null, not "")."""
+        present = [
+            pl.col(name).cast(pl.String).fill_null("") != ""
+            for name in self.selection.identities
+            if name in names
+        ]
+        return pl.any_horizontal(present or [pl.lit(False)])
 
     def _select_chunk(self, event_type: str, frame: pl.DataFrame) -> Iterator[Chunk]:
-        self.considered += frame.height
-        identities = [name for name in self.selection.identities if name in frame.columns]
-        if self.selection.identities:
-            has_identity = pl.any_horizontal(
-                [pl.col(name).cast(pl.String).fill_null("") != "" for name in identities]
-                or [pl.lit(False)]
-            )
-            kept = frame.filter(has_identity)
-            self.skipped["anonymous"] += frame.height - kept.height
-            frame = kept
         self.selected += frame.height
         keys = keys_of(frame["id"])
         acknowledged = self.ledger.acknowledged_mask(event_type, keys)
