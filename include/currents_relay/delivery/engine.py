@@ -339,8 +339,9 @@ class Delivery:
         if not todo.all():
             frame = frame.filter(pl.Series(todo))
         # Columns that are null throughout would only be dropped again by the wire mapping.
+        nulls = frame.null_count().row(0)
         frame = frame.select(
-            [name for name in frame.columns if frame[name].null_count() < frame.height]
+            [name for name, count in zip(frame.columns, nulls, strict=True) if count < frame.height]
         )
         ids = Ids.from_arrow(frame["id"].to_arrow())
         if self._frame_wire:

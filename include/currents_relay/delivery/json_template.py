@@ -14,9 +14,10 @@ both write the same events.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,6 +222,13 @@ PART_ROWS = 2_048  # the fewest rows worth a thread of their own
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+@functools.cache
+def _helpers() -> ThreadPoolExecutor:
+    """The threads that write the parts of a chunk beyond the first (the caller writes that
+    one): started once, not for each chunk."""
+    return ThreadPoolExecutor(max(1, CORES - 1), thread_name_prefix="json-writer")
+
+
 def _parts(rows: int) -> list[range]:
     """The rows cut into one part per core (parts of `PART_ROWS` at least)."""
     count = max(1, min(CORES, rows // PART_ROWS))
@@ -288,24 +296,10 @@ def _write(
             ends[p],
         )
 
-    errors: list[BaseException] = []
-
-    def write_or_keep_error(p: int) -> None:
-        try:
-            write(p)
-        except BaseException as error:  # raised again below, in the caller's thread
-            errors.append(error)
-
-    helpers = [
-        threading.Thread(target=write_or_keep_error, args=(p,)) for p in range(1, len(parts))
-    ]
-    for helper in helpers:
-        helper.start()
+    helped = [_helpers().submit(write, p) for p in range(1, len(parts))]
     write(0)
-    for helper in helpers:
-        helper.join()
-    if errors:
-        raise errors[0]
+    for helper in helped:
+        helper.result()  # raises a helper's error here, in the caller's thread
     if any(part_ends[0] < 0 for part_ends in ends):
         return None
     end = int(ends[0][-1])
