@@ -7,10 +7,17 @@ import sys
 import uuid
 
 import fsspec
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from currents_relay.delivery.engine import Delivery, Selection
-from currents_relay.delivery.ledger import Ledger, ParquetCopy, read_journal
+from currents_relay.delivery.ledger import (
+    ACK_SCHEMA,
+    JOURNAL_SCHEMA,
+    Ledger,
+    ParquetCopy,
+    read_journal,
+)
 from currents_relay.lake import Lake
 from currents_relay.partners.custom_http import CustomHttp
 from tests.delivery.conftest import endpoint
@@ -57,6 +64,26 @@ def test_a_torn_last_record_loses_only_that_record(tmp_path):
     assert known(str(tmp_path)) == 10
 
 
+def test_journals_hold_labels_as_dictionaries_and_read_as_the_ledger_schema(tmp_path):
+    ledger = Ledger(Lake(str(tmp_path)), "d", HOUR)
+    ledger.acknowledge([(OPEN, ["a", "b"]), ("t", []), ("u", ["c"]), (OPEN, ["d"])], "b0", 200)
+    folder = tmp_path / "deliveries" / "d" / f"hour={HOUR}"
+    journal = next(folder.glob("*.arrows"))
+    with pa.ipc.open_stream(journal) as stream:
+        assert stream.schema == JOURNAL_SCHEMA
+    read = read_journal(fsspec.filesystem("file"), str(journal))
+    assert read.schema == ACK_SCHEMA
+    assert read.column("event_type").to_pylist() == [OPEN, OPEN, "u", OPEN]
+    assert read.column("batch_id").to_pylist() == ["b0"] * 4
+    # A journal an earlier version wrote (labels as plain strings) reads the same.
+    earlier = folder / "ack-run-earlier.arrows"
+    with pa.OSFile(str(earlier), "wb") as sink, pa.ipc.new_stream(sink, ACK_SCHEMA) as writer:
+        writer.write_table(read.slice(0, 2).replace_schema_metadata())
+    assert read_journal(fsspec.filesystem("file"), str(earlier)).equals(read.slice(0, 2))
+    ledger.close()
+    assert pq.read_schema(next(folder.glob("ack-*.parquet"))) == ACK_SCHEMA
+
+
 def test_object_stores_get_one_atomic_object_per_acknowledgement():
     url = f"memory://ledger-{uuid.uuid4().hex}"
     ledger = Ledger(Lake(url), "d", HOUR)
@@ -67,6 +94,8 @@ def test_object_stores_get_one_atomic_object_per_acknowledgement():
     names = [p.rsplit("/", 1)[1] for p in fs.find(url.removeprefix("memory://"))]
     assert len(names) == 2 and all(n.startswith("ack-b") for n in names)
     assert known(url) == 15
+    with fs.open(fs.find(url.removeprefix("memory://"))[0], "rb") as handle:
+        assert pq.read_schema(handle) == ACK_SCHEMA
 
 
 def test_a_push_from_an_object_store_lake_delivers_every_event_once(ingested_lake, sandbox):
@@ -92,7 +121,13 @@ def test_recording_and_reading_acknowledgements_never_imports_pandas(tmp_path):
     """pyarrow's `array`/`scalar` import pandas (0.2 s) on first use: the ledger avoids them."""
     code = f"""
 import sys
-from currents_relay.delivery.ledger import Ledger, ParquetCopy, read_journal
+from currents_relay.delivery.ledger import (
+    ACK_SCHEMA,
+    JOURNAL_SCHEMA,
+    Ledger,
+    ParquetCopy,
+    read_journal,
+)
 from currents_relay.lake import Lake
 ledger = Ledger(Lake({str(tmp_path)!r}), "d", "{HOUR}")
 ledger.acknowledge([("{OPEN}", ["a", "é"]), ("t", []), ("u", ["c"])], "b1", 200)
