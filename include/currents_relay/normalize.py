@@ -178,13 +178,19 @@ def to_http(row: Mapping[str, Any]) -> dict[str, Any]:
             event[name] = row[name]
     event["user"] = user
     event["properties"] = properties
-    for path, value in json.loads(row["extra"]).items() if row.get("extra") else ():
+    add_extra(event, row.get("extra"))
+    return event
+
+
+def add_extra(event: dict[str, Any], extra: str | None) -> None:
+    """Put the fields the catalogue does not know (`extra`, as stored) back into an HTTP
+    event: `user.x` and `properties.x` into their objects, others at the top level."""
+    for path, value in json.loads(extra).items() if extra else ():
         section, _, name = path.partition(".")
         if section in ("user", "properties") and name:
             event[section][name] = value
         else:
             event[path] = value
-    return event
 
 
 def to_record(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -288,6 +294,7 @@ def records_to_table(
 
 __all__ = [
     "ARROW_TYPES",
+    "add_extra",
     "coerce_flat",
     "conform_table",
     "records_to_table",

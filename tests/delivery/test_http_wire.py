@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -67,17 +68,47 @@ def test_every_real_sample(samples):
         assert_same_events(frame)
 
 
-def test_rows_with_unknown_fields_take_the_row_path():
+def test_rows_with_unknown_fields_are_written_byte_for_byte_as_the_row_path_writes_them():
     frame = pl.DataFrame(
         {
-            "event_type": ["users.messages.email.Open"],
+            "event_type": ["users.behaviors.CustomEvent"] * 5,
+            "id": ["a", "b", "c", "d", "e"],
+            "time": [1, 2, 3, 4, 5],
+            "external_user_id": ["u1", None, "u3", "u4", "u5"],
+            "name": ["n", "n", None, "n", "n"],
+            "properties": ['{"n": 1.5, "s": "ü"}', None, "{}", '{"k": [1, {"x": null}]}', None],
+            "extra": [
+                '{"surprise": 1}',
+                '{"user.nick": "z", "properties.deep": {"a": [1.25, "q\\"x"]}}',
+                None,
+                '{"app_id": "shadow", "user.external_user_id": "twice"}',
+                '{"properties.n": -0.0, "top": null}',
+            ],
+        }
+    )
+    encoded = http_json(frame)
+    assert encoded is not None
+    assert list(encoded) == [orjson.dumps(to_http(row)) for row in frame.to_dicts()]
+
+
+@pytest.mark.parametrize(
+    ("properties", "extra"),
+    [
+        ("NaN", '{"x": 1}'),  # stored JSON that orjson does not read
+        ('{"n": 1}', '{"big": 123456789012345678901234567890}'),  # beyond 64 bits
+    ],
+)
+def test_rows_orjson_cannot_carry_take_the_row_path(properties, extra):
+    frame = pl.DataFrame(
+        {
+            "event_type": ["users.behaviors.CustomEvent"],
             "id": ["a"],
             "time": [1],
-            "extra": ['{"surprise": 1}'],
+            "properties": [properties],
+            "extra": [extra],
         }
     )
     assert http_json(frame) is None
-    assert http_json(frame.with_columns(pl.lit(None, pl.String).alias("extra"))) is not None
 
 
 def test_nulls_are_left_out_and_custom_properties_are_spliced_as_json():

@@ -355,15 +355,18 @@ class Delivery:
 
     def _written(self, frame: pl.DataFrame) -> Encoded | None:
         """A chunk written from the partner's template (`Partner.wire_frame`), or None. Rows
-        with fields the catalogue does not know (`extra`), which only the row path writes,
-        are written by it and put back in their places."""
+        with fields the catalogue does not know (`extra`) are written apart (by the partner,
+        if it can, else by the row path) and put back in their places."""
         odd = frame["extra"].is_not_null() if "extra" in frame.columns else None
         if odd is None or not odd.any():
             return self.partner.wire_frame(frame)
         usual = self.partner.wire_frame(frame.filter(~odd))
         if usual is None:
             return None
-        unusual, _ = self._rows_written(frame.filter(odd))
+        rows = frame.filter(odd)
+        unusual = self.partner.wire_frame(rows)
+        if unusual is None:
+            unusual, _ = self._rows_written(rows)
         return Encoded.merge(usual, unusual, odd.to_numpy())
 
     def _rows_written(self, frame: pl.DataFrame) -> tuple[Encoded, list[str]]:
