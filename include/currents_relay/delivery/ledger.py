@@ -84,7 +84,8 @@ def _repeated(kind: pa.DataType, value: np.generic, n: int) -> pa.Array:
 @dataclass(frozen=True)
 class Acknowledgement:
     """The columns a batch's acknowledgement records that do not depend on the answer, built
-    before the batch is sent (off the sending thread, which the others wait for)."""
+    before the batch is sent (off the sending thread, which records each answer before its
+    next request)."""
 
     batch: str
     event_types: pa.Array
