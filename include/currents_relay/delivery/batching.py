@@ -95,6 +95,20 @@ class Encoded:
         return self.buffer[self.bounds[0] : self.bounds[-1] - 1]
 
 
+@dataclass(frozen=True, slots=True)
+class Pieces:
+    """A request body as the buffers it is made of, in order: sent one after the other, never
+    joined (a 4 MB body is not copied once more on its way to the socket)."""
+
+    buffers: tuple[bytes | memoryview, ...]
+
+    def __len__(self) -> int:  # bytes
+        return sum(len(buffer) for buffer in self.buffers)
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.buffers)
+
+
 class Ids:
     """Event ids back to back, as an Arrow string array holds them: id i is
     `data[offsets[i]:offsets[i + 1]]` (UTF-8), so a run of ids is one slice and the ledger
@@ -219,13 +233,17 @@ class Batch:
         """Each event's JSON (for bodies that regroup events)."""
         return [event for part in self.parts for event in part.encoded]
 
-    def body(self, head: bytes, tail: bytes) -> bytes:
-        """`head`, the events joined with commas, `tail`: one copy of the events' bytes."""
+    def body(self, head: bytes, tail: bytes) -> Pieces:
+        """`head`, the events joined with commas, `tail`, as the buffers that hold them: each
+        part's events are one slice of its chunk's buffer (with the comma after each, but the
+        last), so nothing is copied until the socket sends them."""
         pieces: list[bytes | memoryview] = [head]
         for part in self.parts:
-            pieces += (part.encoded.joined(), b",")
-        pieces[-1] = tail
-        return b"".join(pieces)
+            encoded = part.encoded
+            pieces.append(encoded.buffer[encoded.bounds[0] : encoded.bounds[-1]])
+        pieces[-1] = pieces[-1][:-1]  # the last event's comma
+        pieces.append(tail)
+        return Pieces(tuple(pieces))
 
     def runs(self) -> list[tuple[str, Ids]]:
         """(event_type, ids) runs, as the ledger records them."""

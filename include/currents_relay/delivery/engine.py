@@ -49,6 +49,7 @@ from currents_relay.delivery.batching import (
     Encoded,
     Ids,
     Limits,
+    Pieces,
     batch_id,
     cut_batches,
 )
@@ -444,8 +445,12 @@ class Delivery:
         if self.gzip:  # limits are checked on the uncompressed body, so they hold either way
             request = replace(
                 request,
-                body=gzip.compress(request.body, compresslevel=1),
+                body=gzip.compress(bytes(request.body), compresslevel=1),
                 headers=request.headers | {"Content-Encoding": "gzip"},
+            )
+        elif isinstance(request.body, Pieces):  # sent a buffer at a time: say how long it is
+            request = replace(
+                request, headers=request.headers | {"Content-Length": str(len(request.body))}
             )
         runs = [(event_type, ids.to_arrow()) for event_type, ids in batch.runs()]
         return Outgoing(batch, bid, len(body), request, Acknowledgement.of(runs, bid))
@@ -460,7 +465,7 @@ class Delivery:
                 response = self.pool.request(
                     "POST",
                     request.url,
-                    body=request.body,
+                    body=request.body.buffers if isinstance(request.body, Pieces) else request.body,
                     headers=request.headers,
                     timeout=self._timeout,
                 )

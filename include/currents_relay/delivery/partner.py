@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import orjson
 import polars as pl
 
-from currents_relay.delivery.batching import Batch, Encoded
+from currents_relay.delivery.batching import Batch, Encoded, Pieces
 from currents_relay.delivery.http_wire import http_json
 from currents_relay.normalize import to_http
 
@@ -56,11 +56,15 @@ class Endpoint:
         return cls(url=host, login=conn.login or None, password=conn.password or None, extra=extra)
 
 
+# A request body: bytes, or the buffers that hold it (`Pieces`: sent without a join).
+Body = bytes | Pieces
+
+
 @dataclass(frozen=True)
 class Request:
     url: str
     headers: dict[str, str]
-    body: bytes
+    body: Body
 
 
 class ConfigurationError(ValueError):
@@ -129,14 +133,14 @@ class Partner:
         head, tail = self.envelope
         return head + b",".join(events) + tail
 
-    def batch_body(self, batch: Batch, batch_id: str) -> bytes:
-        """`body` of a batch: its chunks' buffers joined inside the envelope, or `body` of
-        each event where the partner regroups them."""
+    def batch_body(self, batch: Batch, batch_id: str) -> Body:
+        """`body` of a batch: its chunks' buffers inside the envelope (`Pieces`, not joined),
+        or `body` of each event where the partner regroups them."""
         if self.envelope and type(self).body is Partner.body:
             return batch.body(*self.envelope)
         return self.body(batch.encoded(), batch_id)
 
-    def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
+    def request(self, body: Body, batch_id: str, route: str = "") -> Request:
         raise NotImplementedError
 
     def classify(self, status: int) -> Outcome:

@@ -33,7 +33,7 @@ import polars as pl
 from currents_relay.catalogue import USER_FIELDS, lookup
 from currents_relay.delivery import json_template as jt
 from currents_relay.delivery.batching import Encoded
-from currents_relay.delivery.partner import ConfigurationError, Partner, Request
+from currents_relay.delivery.partner import Body, ConfigurationError, Partner, Request
 
 REGIONS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 
@@ -309,7 +309,7 @@ class Segment(Partner):
         basic = base64.b64encode(f"{key}:".encode()).decode()
         return [*super().secrets(), basic] if key else super().secrets()
 
-    def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
+    def request(self, body: Body, batch_id: str, route: str = "") -> Request:
         basic = base64.b64encode(f"{self.endpoint.password}:".encode()).decode()
         headers = {"Content-Type": "application/json", "Authorization": f"Basic {basic}"}
         return Request(f"{self.endpoint.url}/v1/batch", headers, body)
