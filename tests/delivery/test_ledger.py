@@ -49,6 +49,8 @@ def test_local_run_appends_to_one_journal_then_folds_it_into_one_parquet(tmp_pat
     folded = pq.ParquetFile(next(folder.glob("ack-*.parquet")))
     assert folded.metadata.num_row_groups == 2 and not list(folder.glob(".*.tmp"))
     table = folded.read()
+    assert table.schema == ACK_SCHEMA  # written from the journal's dictionaries, read as strings
+    assert folded.metadata.row_group(0).column(1).encodings[-1] == "DELTA_LENGTH_BYTE_ARRAY"
     assert table.column("id").to_pylist() == [f"id-{i}" for i in range(30)]
     assert table.column("batch_id").to_pylist() == [f"b{i // 10}" for i in range(30)]
 
