@@ -41,6 +41,7 @@ import certifi
 import polars as pl
 import pyarrow.parquet as pq
 import urllib3
+from urllib3.util import parse_url
 
 from currents_relay.catalogue import LINEAGE_FIELDS
 from currents_relay.delivery.batching import (
@@ -240,6 +241,7 @@ class Delivery:
         self.policy = policy
         self.pool = pool or new_pool()
         self._timeout = urllib3.Timeout(connect=policy.connect_timeout, read=policy.read_timeout)
+        self._targets: dict[str, tuple[urllib3.HTTPConnectionPool, str]] = {}
         self.dry_run = dry_run
         self.replay = replay
         self.sleep = sleep
@@ -455,6 +457,26 @@ class Delivery:
         runs = [(event_type, ids.to_arrow()) for event_type, ids in batch.runs()]
         return Outgoing(batch, bid, len(body), request, Acknowledgement.of(runs, bid))
 
+    def _post(self, request: Request) -> urllib3.BaseHTTPResponse:
+        """POST on the keep-alive pool of the request's host, found once per URL (the pool
+        manager parses the URL and looks the pool up on every request: ~55 us of ~200)."""
+        target = self._targets.get(request.url)
+        if target is None:
+            hosts = self.pool.connection_from_url(request.url)
+            target = self._targets[request.url] = (hosts, parse_url(request.url).request_uri)
+        hosts, path = target
+        body = request.body.buffers if isinstance(request.body, Pieces) else request.body
+        return hosts.urlopen(
+            "POST",
+            path,
+            body=body,
+            headers=request.headers,
+            timeout=self._timeout,
+            retries=False,
+            redirect=False,
+            assert_same_host=False,
+        )
+
     def _send(self, outgoing: Outgoing) -> None:
         name = self.partner.name
         batch, bid, request = outgoing.batch, outgoing.id, outgoing.request
@@ -462,13 +484,7 @@ class Delivery:
         while True:
             self.stats.requests += 1
             try:
-                response = self.pool.request(
-                    "POST",
-                    request.url,
-                    body=request.body.buffers if isinstance(request.body, Pieces) else request.body,
-                    headers=request.headers,
-                    timeout=self._timeout,
-                )
+                response = self._post(request)
             except TRANSPORT_ERRORS as error:
                 self.stats.statuses[type(error).__name__] += 1
                 log.info(
