@@ -314,7 +314,9 @@ class Delivery:
                     kept = 0
                     for frame in wire.collect_batches(chunk_size=ENCODE_CHUNK_ROWS):
                         kept += frame.height
-                        yield event_type, frame
+                        # One Arrow array per column (the streaming filter hands over a
+                        # few per column), joined here rather than on the task's thread.
+                        yield event_type, frame.rechunk()
                     if kept < rows:
                         yield event_type, Skipped("anonymous", rows - kept)
 
