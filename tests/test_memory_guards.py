@@ -135,7 +135,7 @@ def test_push_writes_each_chunk_in_one_pass_and_no_object_per_event(hours, tmp_p
     process_hour(str(hours[4_000]), str(lake), parse_hour(HOUR))
     monkeypatch.setattr(engine_module, "ENCODE_CHUNK_ROWS", 700)
     monkeypatch.setattr(json_template, "PART_ROWS", 20)  # chunks written on two threads
-    monkeypatch.setattr(json_template, "CORES", 2)
+    monkeypatch.setattr(json_template, "WRITERS", 2)
     chunks, kernel_calls, kernel_rows, row_path, per_event = [0], [0], [0], [0], [0]
     later_parts, unknown_fields, inside = [0], [0], [False]
     real_chunk, real_kernel = Delivery._select_chunk, json_template.kernel.write_rows

@@ -78,7 +78,7 @@ def test_random_templates_write_what_orjson_writes(seed, monkeypatch):
     rng = random.Random(seed)
     # The rows cut into parts written on threads of their own, then moved together.
     monkeypatch.setattr(jt, "PART_ROWS", rng.choice([1, 5, jt.PART_ROWS]))
-    monkeypatch.setattr(jt, "CORES", rng.choice([1, 2, 3, 4]))
+    monkeypatch.setattr(jt, "WRITERS", rng.choice([1, 2, 3, 4]))
     frame = random_frame(rng, rng.choice([1, 2, 17, 300]))
     if rng.random() < 0.3:  # chunks as the engine gets them: slices of what polars read...
         frame = frame.slice(rng.randrange(frame.height), frame.height)
@@ -204,7 +204,7 @@ def test_strings_that_escape_beyond_the_room_are_written_again_with_enough(monke
         calls.append(int(args[-1][0]))  # -1: ran out of room
 
     monkeypatch.setattr(kernel, "write_rows", counting)
-    monkeypatch.setattr(jt, "CORES", 2)
+    monkeypatch.setattr(jt, "WRITERS", 2)
     monkeypatch.setattr(jt, "PART_ROWS", 50)
     values = ["\x01\x02" * 40 + '"' * 20, "plain", None] * 100
     frame = pl.DataFrame({"v": values, "n": list(range(300))})
