@@ -11,7 +11,9 @@ of them) to the same server, in another child, in the same run; how full the bat
 against the partner's binding limit; and the rate in the unit of the partner's documented
 rate limit, where there is one (Segment: requests/s; mParticle: event batches/s, counted in
 the bodies the anchor posts). Imports (numba's machine code among them) come before the
-clock starts, as for every other library.
+clock starts, as for every other library. Both are run `--repeat` times (ours from an
+empty ledger each time) and their medians compared: on a shared 2-core machine one run of
+either moves by 10-30%.
 """
 
 from __future__ import annotations
@@ -45,19 +47,25 @@ partner = build_partner(destination, endpoint)
 CHILD_OURS = (
     SETUP
     + """
-started = time.perf_counter()
-counts = Delivery(lake, hour, partner, Selection()).run()
-seconds = time.perf_counter() - started
-print(json.dumps({"counts": counts, "seconds": seconds, "peak_rss_mb": peak_mb(),
-                  "max_bytes": partner.max_bytes, "max_events": partner.max_events}))
+import shutil, statistics
+runs = []
+for _ in range(int(sys.argv[8])):
+    shutil.rmtree(f"{lake}/deliveries", ignore_errors=True)  # nothing acknowledged yet
+    partner = build_partner(destination, endpoint)
+    started = time.perf_counter()
+    counts = Delivery(lake, hour, partner, Selection()).run()
+    runs.append(time.perf_counter() - started)
+print(json.dumps({"counts": counts, "seconds": statistics.median(runs), "runs": runs,
+                  "peak_rss_mb": peak_mb(), "max_bytes": partner.max_bytes,
+                  "max_events": partner.max_events}))
 """
 )
 
 CHILD_BARE = (
     SETUP
     + """
-import requests
-limit = int(sys.argv[8])
+import requests, statistics
+limit, repeat = int(sys.argv[8]), int(sys.argv[9])
 dry = Delivery(lake, hour, partner, Selection(), dry_run=True)
 bodies = []
 for batch in dry._batches(dry._chunks()):
@@ -66,13 +74,16 @@ for batch in dry._batches(dry._chunks()):
     if len(bodies) == limit:
         break
 session = requests.Session()
-started = time.perf_counter()
-for target, headers, body in bodies:
-    session.post(target, data=body, headers=headers, timeout=30).raise_for_status()
-seconds = time.perf_counter() - started
+runs = []
+for _ in range(repeat):
+    started = time.perf_counter()
+    for target, headers, body in bodies:
+        session.post(target, data=body, headers=headers, timeout=30).raise_for_status()
+    runs.append(time.perf_counter() - started)
+seconds = statistics.median(runs)
 parsed = [json.loads(body) for _, _, body in bodies]  # mParticle: a JSON array of batches
 units = sum(len(b) if isinstance(b, list) else 1 for b in parsed) / max(len(parsed), 1)
-print(json.dumps({"seconds": seconds, "bytes": sum(len(b) for _, _, b in bodies),
+print(json.dumps({"seconds": seconds, "runs": runs, "bytes": sum(len(b) for _, _, b in bodies),
                   "requests": len(bodies), "units_per_request": units}))
 """
 )
@@ -83,6 +94,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--destinations", default="", help="comma-separated; default: all")
     parser.add_argument("--anchor-requests", type=int, default=400)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of ours and of the anchor; medians printed"
+    )
     parser.add_argument("--work", type=Path, default=Path(".benchmarks"), help="generated hours")
     args = parser.parse_args()
     from currents_relay.destinations import enabled_destinations
@@ -91,9 +105,10 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     lake = lake_of(args.work, args.events)
     wanted = {name for name in args.destinations.split(",") if name}
+    repeat = str(args.repeat)
     lines = [
-        "| push to | events sent | requests | MB | seconds | events/s | MB/s | req/s | peak RSS MB "
-        "| bare session MB/s | ratio | batch fill | vs documented rate limit |",
+        "| push to | events sent | requests | MB | seconds (runs) | events/s | MB/s | req/s "
+        "| peak RSS MB | bare session MB/s (runs) | ratio | batch fill | vs documented rate limit |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     # Sink mode: each server reads the body and answers as its partner would, without parsing
@@ -109,9 +124,9 @@ def main() -> None:
             extra = json.dumps(EXTRA.get(name, {}))
             shutil.rmtree(lake / "deliveries", ignore_errors=True)  # nothing acknowledged yet
             sim.reset()
-            bare = run_child(CHILD_BARE, *common, extra, str(args.anchor_requests))
+            bare = run_child(CHILD_BARE, *common, extra, str(args.anchor_requests), repeat)
             sim.reset()
-            ours = run_child(CHILD_OURS, *common, extra)
+            ours = run_child(CHILD_OURS, *common, extra, repeat)
             sim.reset()
             counts, seconds = ours["counts"], ours["seconds"]
             mb = counts["bytes_sent"] / 1e6
@@ -121,6 +136,7 @@ def main() -> None:
                 counts["delivered"] / requests_made / ours["max_events"],
             )
             bare_mb_s = bare["bytes"] / 1e6 / bare["seconds"]
+            bare_range = sorted(bare["bytes"] / 1e6 / run for run in bare["runs"])
             versus = "none documented"
             if name in RATE_LIMITS:
                 limit, unit = RATE_LIMITS[name]
@@ -129,8 +145,10 @@ def main() -> None:
                 versus = f"{rate:,.0f} {unit}/s: {rate / limit:.1f}x of {limit}"
             lines.append(
                 f"| {name} | {counts['delivered']:,} | {counts['requests']:,} | {mb:,.0f} | "
-                f"{seconds:.1f} | {counts['delivered'] / seconds:,.0f} | {mb / seconds:,.1f} | "
-                f"{requests_made / seconds:,.0f} | {ours['peak_rss_mb']:,.0f} | {bare_mb_s:,.1f} | "
+                f"{seconds:.2f} ({min(ours['runs']):.2f}-{max(ours['runs']):.2f}) | "
+                f"{counts['delivered'] / seconds:,.0f} | {mb / seconds:,.1f} | "
+                f"{requests_made / seconds:,.0f} | {ours['peak_rss_mb']:,.0f} | "
+                f"{bare_mb_s:,.1f} ({bare_range[0]:,.0f}-{bare_range[-1]:,.0f}) | "
                 f"{mb / seconds / bare_mb_s:.2f} | {fill:.0%} | {versus} |"
             )
     print("\n".join(lines))
