@@ -59,7 +59,6 @@ from currents_relay.delivery.ledger import Acknowledgement, Ledger
 from currents_relay.delivery.partner import Outcome, Partner, Request, dumps
 from currents_relay.delivery.pii import PiiPolicy
 from currents_relay.gc_pause import rare_gc
-from currents_relay.keyset import keys_of
 from currents_relay.lake import Lake
 from currents_relay.memory_reuse import keep_freed_memory
 
@@ -331,9 +330,8 @@ class Delivery:
 
     def _select_chunk(self, event_type: str, frame: pl.DataFrame) -> Iterator[Chunk]:
         self.selected += frame.height
-        keys = keys_of(frame["id"])
-        acknowledged = self.ledger.acknowledged_mask(event_type, keys)
-        dead = self.ledger.dead_mask(event_type, keys) & ~acknowledged
+        acknowledged, dead = self.ledger.recorded(event_type, frame["id"])
+        dead = dead & ~acknowledged
         self.delivered_before += int(acknowledged.sum())
         todo = ~acknowledged
         if not self.replay:

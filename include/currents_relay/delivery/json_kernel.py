@@ -483,6 +483,23 @@ def framed(
         pos += 1
 
 
+@njit(cache=True, nogil=True)
+def view_bytes(leaves: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Per leaf of string views (`TEXT`, `STRING`), a bound on the bytes its rows `start` to
+    `stop` hold: the sum of the lengths in their views (a valid slot's is its length; a
+    null's may hold anything, so it counts as at least 0); 0 for other leaves."""
+    held = np.zeros(leaves.shape[0], dtype=np.int64)
+    for leaf in range(leaves.shape[0]):
+        if leaves[leaf, KIND] not in (TEXT, STRING):
+            continue
+        views = leaves[leaf, VALUES] + leaves[leaf, OFFSET] * VIEW
+        total = 0
+        for row in range(start, stop):
+            total += max(_int32_at(views + row * VIEW), 0)
+        held[leaf] = total
+    return held
+
+
 def _load() -> None:
     """Load the machine code with the module (from numba's on-disk cache; compiled the first
     time), so its one-off cost (~0.6 s: numba's own set-up) is paid on import, like any
@@ -497,6 +514,7 @@ def _load() -> None:
     copy_at(none[:0], none[:0], out)
     framed(readonly, 0, readonly, none, out)
     move(out, 0, 0, 0)
+    view_bytes(leaves, 0, 0)
 
 
 _load()

@@ -198,24 +198,17 @@ class _Leaves:
             row[kernel.OFFSET] = array.offset
             row[kernel.BUFFERS] = len(addresses)
             addresses += [buffer.address for buffer in data]
-            for p, rows in enumerate(parts):
-                if numbers:  # a sign and 19 digits, or a quoted timestamp
-                    self.text_bytes[p] += max(20, kernel.ISO_BYTES) * len(rows)
-                    continue
-                held = _view_bytes(array, values, rows)
-                self.text_bytes[p] += held + 2 * len(rows)
-                if leaf.kind == kernel.STRING:
-                    self.string_bytes[p] += held
         self.buffers = np.array(addresses or [0], dtype=np.int64)
-
-
-def _view_bytes(array: pa.Array, views: pa.Buffer, rows: range) -> int:
-    """A bound on the bytes the `rows` of a string view array hold: the sum of the lengths
-    in their 16-byte views (a valid slot's is its length; a null's may hold anything, so
-    it counts as at least 0)."""
-    at = slice(array.offset + rows.start, array.offset + rows.stop)
-    lengths = np.frombuffer(views, dtype=np.int32).reshape(-1, 4)[at, 0]
-    return int(np.maximum(lengths, 0).sum(dtype=np.int64))
+        kinds = self.table[:, kernel.KIND]
+        # Beyond the views' bytes, per row: an integer's sign and 19 digits (or a quoted
+        # timestamp), a view's quotes.
+        per_row = max(20, kernel.ISO_BYTES) * int(
+            np.isin(kinds, (kernel.INTEGER, kernel.ISO_SECONDS)).sum()
+        ) + 2 * int(np.isin(kinds, (kernel.TEXT, kernel.STRING)).sum())
+        for p, rows in enumerate(parts):  # the views' lengths summed in one compiled pass
+            held = kernel.view_bytes(self.table, rows.start, rows.stop)
+            self.text_bytes[p] = int(held.sum()) + per_row * len(rows)
+            self.string_bytes[p] = int(held[kinds == kernel.STRING].sum())
 
 
 PART_ROWS = 2_048  # the fewest rows worth a thread of their own

@@ -253,16 +253,19 @@ class Ledger:
                     keys.setdefault(str(event_type), KeySet()).add(keys_of(ids["id"]))
         return keys
 
-    @staticmethod
-    def _mask(keys: dict[str, KeySet], event_type: str, candidates: pl.DataFrame) -> np.ndarray:
-        known = keys.get(event_type)
-        return known.contains(candidates) if known else np.zeros(candidates.height, dtype=bool)
-
-    def acknowledged_mask(self, event_type: str, candidates: pl.DataFrame) -> np.ndarray:
-        return self._mask(self.acknowledged, event_type, candidates)
-
-    def dead_mask(self, event_type: str, candidates: pl.DataFrame) -> np.ndarray:
-        return self._mask(self.dead, event_type, candidates)
+    def recorded(self, event_type: str, ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+        """Which of `ids` (events of `event_type`) earlier runs recorded as acknowledged, and
+        which as refused for good: two boolean masks. The ids are hashed only where the
+        ledger holds events of that type (an hour's first push hashes none)."""
+        acknowledged, dead = self.acknowledged.get(event_type), self.dead.get(event_type)
+        none = np.zeros(len(ids), dtype=bool)
+        if not acknowledged and not dead:
+            return none, none
+        keys = keys_of(ids)
+        return (
+            acknowledged.contains(keys) if acknowledged else none,
+            dead.contains(keys) if dead else none,
+        )
 
     def _write(self, folder: str, name: str, table: pa.Table) -> None:
         fs = self.lake.fs
