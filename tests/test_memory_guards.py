@@ -17,7 +17,7 @@ import pytest
 import currents_relay.ingest as ingest_module
 from currents_relay.delivery import engine as engine_module
 from currents_relay.delivery import http_wire, json_template
-from currents_relay.delivery.batching import Encoded
+from currents_relay.delivery.batching import Encoded, Pieces
 from currents_relay.delivery.engine import Delivery, Selection
 from currents_relay.delivery.partner import Endpoint
 from currents_relay.generator import generate_hour
@@ -128,7 +128,7 @@ def test_push_holds_one_chunk_and_opens_each_lake_file_once(hours, tmp_path, mon
 
 def test_push_writes_each_chunk_in_one_pass_and_no_object_per_event(hours, tmp_path, monkeypatch):
     """Every event is written once, by the compiled kernel (a chunk's rows cut into at most
-    one part per core) or by the row path; a body is built from the chunks' buffers: no event
+    one part per writer) or by the row path; a body is sent as the chunks' buffers: no event
     ever becomes a Python object of its own on the way out, but the ~1% with fields the
     catalogue does not know (read back and written again with them)."""
     lake = tmp_path / "lake"
@@ -141,6 +141,12 @@ def test_push_writes_each_chunk_in_one_pass_and_no_object_per_event(hours, tmp_p
     real_chunk, real_kernel = Delivery._select_chunk, json_template.kernel.write_rows
     real_rows, real_item = Delivery._rows_written, Encoded.__getitem__
     real_extra = http_wire._with_extra
+    joined = [0]
+    real_join = Pieces.__bytes__
+
+    def counting_join(self):
+        joined[0] += 1
+        return real_join(self)
 
     def counting_chunk(self, event_type, frame):
         chunks[0] += 1
@@ -173,6 +179,7 @@ def test_push_writes_each_chunk_in_one_pass_and_no_object_per_event(hours, tmp_p
     monkeypatch.setattr(Delivery, "_rows_written", counting_rows)
     monkeypatch.setattr(Encoded, "__getitem__", counting_item)
     monkeypatch.setattr(http_wire, "_with_extra", counting_extra)
+    monkeypatch.setattr(Pieces, "__bytes__", counting_join)
     with Sandbox(names=["custom_http"]) as sandbox:
         sim = sandbox.sims["custom_http"]
         partner = CustomHttp(Endpoint(sandbox.urls()["custom_http"], password=sim.secret))
@@ -183,3 +190,4 @@ def test_push_writes_each_chunk_in_one_pass_and_no_object_per_event(hours, tmp_p
     assert kernel_rows[0] > 0.9 * counts["delivered"]
     assert later_parts[0] > 0 and kernel_calls[0] <= 2 * chunks[0]  # two parts a chunk at most
     assert per_event[0] == 0 and 0 < unknown_fields[0] < 0.05 * counts["delivered"]
+    assert joined[0] == 0  # bodies go to the socket as their chunks' buffers, never joined

@@ -7,9 +7,11 @@ import sys
 import uuid
 
 import fsspec
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from currents_relay.delivery import ledger as ledger_module
 from currents_relay.delivery.engine import Delivery, Selection
 from currents_relay.delivery.ledger import (
     ACK_SCHEMA,
@@ -143,3 +145,24 @@ assert "pandas" not in sys.modules, "the ledger imported pandas"
     assert table.column("id").to_pylist() == ["a", "é", "c"]
     assert table.column("event_type").to_pylist() == [OPEN, OPEN, "u"]
     assert set(table.column("status").to_pylist()) == {200}
+
+
+def test_ids_are_hashed_only_where_the_ledger_holds_their_event_type(tmp_path, monkeypatch):
+    hashed: list[int] = []
+    real_keys_of = ledger_module.keys_of
+    monkeypatch.setattr(
+        ledger_module, "keys_of", lambda ids: hashed.append(len(ids)) or real_keys_of(ids)
+    )
+    ids = pl.Series(["id-0", "id-1", "id-2"])
+    first = Ledger(Lake(str(tmp_path)), "d", HOUR)
+    acknowledged, dead = first.recorded(OPEN, ids)
+    assert not acknowledged.any() and not dead.any()
+    assert hashed == []  # an hour's first push hashes no id
+    first.acknowledge(batch(2), "b0", 200)
+    first.close()
+    again = Ledger(Lake(str(tmp_path)), "d", HOUR)  # loading it hashes the recorded ids
+    hashed.clear()
+    acknowledged, dead = again.recorded(OPEN, ids)
+    assert acknowledged.tolist() == [True, True, False] and not dead.any()
+    assert hashed == [3]
+    assert not again.recorded("users.messages.email.Send", ids)[0].any() and hashed == [3]
