@@ -5,7 +5,8 @@ size limits and status codes. Knobs inject faults: a status (429 with `Retry-Aft
 slow responses and dropped connections, at a rate or for the next N requests; credentials can
 be rejected and single events "poisoned" (400). Each server records every event it accepts
 (destination, request id, event id) in memory and, optionally, to a JSON-lines file, so a run
-can be reconciled: every selected event arrived, none twice.
+can be reconciled: every selected event arrived, none twice. Given a certificate and its key
+(`Sandbox(tls=...)`), the servers speak HTTPS, as the partners do.
 
 Control, on every server: `GET /__sandbox/stats`, `POST /__sandbox/faults` (JSON: `rate`,
 `next`, `statuses`, `retry_after`, `modes`, `delay`), `POST /__sandbox/credentials`
@@ -21,6 +22,7 @@ import json
 import random
 import re
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -473,8 +475,10 @@ class Sandbox:
         record: Path | None = None,
         secrets: dict[str, str] | None = None,
         check_bodies: bool = True,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         names = names or list(SIMS)
+        self.tls = tls  # (certificate, key): serve HTTPS, as the partners do
         self.sims = {name: SIMS[name]((secrets or {}).get(name), record) for name in names}
         for sim in self.sims.values():
             sim.check_bodies = check_bodies
@@ -486,6 +490,10 @@ class Sandbox:
         for name, sim in self.sims.items():
             server = ThreadingHTTPServer(("127.0.0.1", self.ports.get(name, 0)), _handler(sim))
             server.daemon_threads = True
+            if self.tls:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(*self.tls)
+                server.socket = context.wrap_socket(server.socket, server_side=True)
             self.servers[name] = server
             thread = threading.Thread(
                 target=server.serve_forever,
@@ -498,8 +506,9 @@ class Sandbox:
         return self.urls()
 
     def urls(self) -> dict[str, str]:
+        scheme = "https" if self.tls else "http"
         return {
-            name: f"http://127.0.0.1:{server.server_address[1]}"
+            name: f"{scheme}://127.0.0.1:{server.server_address[1]}"
             for name, server in self.servers.items()
         }
 
