@@ -6,8 +6,9 @@ Per destination, in a child process (the sandbox servers run in this one, as a p
 in another process, in sink mode: bodies read but not parsed, so the server never hides the
 client's speed): events/s, MB/s and requests/s of `Delivery.run` (reading the lake,
 selection, encoding, batching at the partner's limits, sending, ledger appends), its peak
-RSS (after its first run: a task's process pushes an hour once); beside a bare `requests.Session` posting the same bodies (the first `--anchor-requests`
-of them) to the same server, in another child, in the same run; how full the batches are
+RSS (after its first run: a task's process pushes an hour once); beside a bare
+`requests.Session` posting the same bodies (the first `--anchor-requests` of them) to the
+same server, in another child, in the same run; how full the batches are
 against the partner's binding limit; and the rate in the unit of the partner's documented
 rate limit, where there is one (Segment: requests/s; mParticle: event batches/s, counted in
 the bodies the anchor posts). Imports (numba's machine code among them) come before the

@@ -63,9 +63,10 @@ def destination(name: str):
 @pytest.mark.parametrize("name", LARGE_BODIES)
 def test_a_push_over_tls_delivers_every_event_once(lake, tmp_path, name):
     cert, key = self_signed(tmp_path)
-    with Sandbox(names=[destination(name).partner], tls=(cert, key)) as sandbox:
-        sim = sandbox.sims[destination(name).partner]
-        partner = build_partner(destination(name), endpoint(sandbox, destination(name).partner))
+    pushed = destination(name)
+    with Sandbox(names=[pushed.partner], tls=(cert, key)) as sandbox:
+        sim = sandbox.sims[pushed.partner]
+        partner = build_partner(pushed, endpoint(sandbox, pushed.partner))
         trusting = urllib3.PoolManager(retries=False, ca_certs=str(cert))
         counts = Delivery(str(lake), HOUR, partner, Selection(), pool=trusting).run()
     assert partner.endpoint.url.startswith("https://")

@@ -234,15 +234,13 @@ class Batch:
         return [event for part in self.parts for event in part.encoded]
 
     def body(self, head: bytes, tail: bytes) -> Pieces:
-        """`head`, the events joined with commas, `tail`, as the buffers that hold them: each
-        part's events are one slice of its chunk's buffer (with the comma after each, but the
-        last), so nothing is copied until the socket sends them."""
+        """`head`, the events joined with commas, `tail`, as the buffers that hold them (each
+        part's events are one slice of its chunk's buffer): nothing is copied until the
+        socket sends them."""
         pieces: list[bytes | memoryview] = [head]
         for part in self.parts:
-            encoded = part.encoded
-            pieces.append(encoded.buffer[encoded.bounds[0] : encoded.bounds[-1]])
-        pieces[-1] = pieces[-1][:-1]  # the last event's comma
-        pieces.append(tail)
+            pieces += (part.encoded.joined(), b",")
+        pieces[-1] = tail
         return Pieces(tuple(pieces))
 
     def runs(self) -> list[tuple[str, Ids]]:

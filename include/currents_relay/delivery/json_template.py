@@ -176,10 +176,6 @@ class _Leaves:
         self.table[:, kernel.KIND] = kernel.ABSENT  # the kernel reads every row (prefetching)
         addresses: list[int] = []
         self.arrays: list[pa.Array] = []  # keeps the buffers alive while the kernel runs
-        # Per part of the rows: what leaves write with no byte escaped (a bound), and the
-        # bytes of their strings (escaping writes at most `ESCAPE_GROWTH` times as many).
-        self.text_bytes = [0] * len(parts)
-        self.string_bytes = [0] * len(parts)
         for i, (leaf, series) in enumerate(zip(leaves, columns, strict=True)):
             row = self.table[i]
             if series.dtype == pl.Null or series.null_count() == series.len():
@@ -199,16 +195,19 @@ class _Leaves:
             row[kernel.BUFFERS] = len(addresses)
             addresses += [buffer.address for buffer in data]
         self.buffers = np.array(addresses or [0], dtype=np.int64)
+        # Per part of the rows: what leaves write with no byte escaped (a bound: the views'
+        # bytes, and per row an integer's sign and 19 digits or a quoted timestamp, a view's
+        # quotes), and the bytes of their strings (escaping writes at most `ESCAPE_GROWTH`
+        # times as many). The views' lengths are summed in one compiled pass a part.
         kinds = self.table[:, kernel.KIND]
-        # Beyond the views' bytes, per row: an integer's sign and 19 digits (or a quoted
-        # timestamp), a view's quotes.
-        per_row = max(20, kernel.ISO_BYTES) * int(
-            np.isin(kinds, (kernel.INTEGER, kernel.ISO_SECONDS)).sum()
-        ) + 2 * int(np.isin(kinds, (kernel.TEXT, kernel.STRING)).sum())
-        for p, rows in enumerate(parts):  # the views' lengths summed in one compiled pass
-            held = kernel.view_bytes(self.table, rows.start, rows.stop)
-            self.text_bytes[p] = int(held.sum()) + per_row * len(rows)
-            self.string_bytes[p] = int(held[kinds == kernel.STRING].sum())
+        integers = int(np.isin(kinds, (kernel.INTEGER, kernel.ISO_SECONDS)).sum())
+        views = int(np.isin(kinds, (kernel.TEXT, kernel.STRING)).sum())
+        per_row = max(20, kernel.ISO_BYTES) * integers + 2 * views
+        held = [kernel.view_bytes(self.table, rows.start, rows.stop) for rows in parts]
+        self.text_bytes = [
+            int(h.sum()) + per_row * len(r) for h, r in zip(held, parts, strict=True)
+        ]
+        self.string_bytes = [int(h[kinds == kernel.STRING].sum()) for h in held]
 
 
 PART_ROWS = 2_048  # the fewest rows worth a thread of their own
@@ -243,9 +242,9 @@ def render(frame: pl.DataFrame, template: Obj) -> Encoded:
 
     The rows are cut into one part per writer (`WRITERS`), each written by the kernel (which
     releases the GIL) on a thread of its own into its own stretch of one buffer; the stretches
-    are then moved together, so the events stay back to back. A stretch is sized for strings written
-    as they are, plus some room for escaping; in the rare chunk where escaping needs more,
-    it is written again with room for the worst case."""
+    are then moved together, so the events stay back to back. A stretch is sized for strings
+    written as they are, plus some room for escaping; in the rare chunk where escaping needs
+    more, it is written again with room for the worst case."""
     program = _Program()
     program.add(template)
     columns = frame.select(
