@@ -193,6 +193,29 @@ def test_escapes_are_found_at_every_position_of_every_short_length():
     ]
 
 
+def test_a_byte_to_escape_is_found_in_a_column_that_holds_only_it():
+    """Leaves whose data buffers hold no byte to escape skip the check of their long strings
+    (it is done in bulk): one value to escape in a column of clean ones, wherever it sits
+    (in the view of a short string, in a data buffer of a long one), is still escaped."""
+    clean = ["a" * length for length in range(30)] * 3
+    for special in ("\x00", "\x1f", '"', "\\"):
+        for length in range(1, 30):
+            for position in (0, length // 2, length - 1):
+                value = "b" * position + special + "c" * (length - position - 1)
+                values = [*clean[:40], value, *clean[40:]]
+                frame = pl.DataFrame({"v": values})
+                written = jt.render(frame, jt.Obj([jt.column(frame, "v")]))
+                assert written[40] == orjson.dumps({"v": value})
+                assert list(written) == [orjson.dumps({"v": v}) for v in values]
+
+
+def test_only_leaves_whose_long_strings_are_clean_skip_their_check():
+    frame = pl.DataFrame({"clean": ["x" * 20, "short"], "quoted": ["x" * 20, 'a "b"' * 5]})
+    leaves = [jt.string(pl.col("clean")), jt.string(pl.col("quoted"))]
+    table = jt._Leaves(leaves, frame.get_columns(), [range(2)]).table
+    assert table[:, kernel.KIND].tolist() == [kernel.LONG_PLAIN, kernel.STRING]
+
+
 def test_strings_that_escape_beyond_the_room_are_written_again_with_enough(monkeypatch):
     """Stretches are sized for strings as they are, plus some room: a chunk whose escaping
     needs more (here every byte, most as \\u00XX) is written again, for the worst case."""

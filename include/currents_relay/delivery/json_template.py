@@ -194,6 +194,10 @@ class _Leaves:
             row[kernel.OFFSET] = array.offset
             row[kernel.BUFFERS] = len(addresses)
             addresses += [buffer.address for buffer in data]
+            if leaf.kind == kernel.STRING and not any(
+                kernel.any_to_escape(np.frombuffer(buffer, dtype=np.uint8)) for buffer in data
+            ):  # strings over 12 bytes are in the data buffers: checked in bulk
+                row[kernel.KIND] = kernel.LONG_PLAIN
         self.buffers = np.array(addresses or [0], dtype=np.int64)
         # Per part of the rows: what leaves write with no byte escaped (a bound: the views'
         # bytes, and per row an integer's sign and 19 digits or a quoted timestamp, a view's
@@ -201,13 +205,14 @@ class _Leaves:
         # times as many). The views' lengths are summed in one compiled pass a part.
         kinds = self.table[:, kernel.KIND]
         integers = int(np.isin(kinds, (kernel.INTEGER, kernel.ISO_SECONDS)).sum())
-        views = int(np.isin(kinds, (kernel.TEXT, kernel.STRING)).sum())
+        strings = np.isin(kinds, (kernel.STRING, kernel.LONG_PLAIN))
+        views = int(strings.sum()) + int((kinds == kernel.TEXT).sum())
         per_row = max(20, kernel.ISO_BYTES) * integers + 2 * views
         held = [kernel.view_bytes(self.table, rows.start, rows.stop) for rows in parts]
         self.text_bytes = [
             int(h.sum()) + per_row * len(r) for h, r in zip(held, parts, strict=True)
         ]
-        self.string_bytes = [int(h[kinds == kernel.STRING].sum()) for h in held]
+        self.string_bytes = [int(h[strings].sum()) for h in held]
 
 
 PART_ROWS = 2_048  # the fewest rows worth a thread of their own
