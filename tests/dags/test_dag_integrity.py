@@ -33,6 +33,8 @@ def test_conventions(dagbag):
         for task in dag.tasks:
             if task.task_id != "settle":
                 assert task.retries >= 1, f"{dag.dag_id}.{task.task_id} has no retries"
+            # One XCom per result: a dict's keys pushed one by one cost an API call each.
+            assert not getattr(task, "multiple_outputs", False), f"{task.task_id}: per-key XComs"
 
 
 def test_hourly_schedule_owns_whole_hours(dagbag):
