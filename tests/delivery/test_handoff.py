@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
 import pytest
 
-from currents_relay.delivery.handoff import Handoff, read_ahead
+from currents_relay.delivery.handoff import BACKGROUND_NICE, Handoff, read_ahead
 
 
 def test_items_run_in_order_on_one_other_thread():
@@ -17,6 +19,21 @@ def test_items_run_in_order_on_one_other_thread():
             h.put(item)
     assert [item for item, _ in seen] == list(range(50))
     assert {name for _, name in seen} == {"handoff"}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux")
+def test_a_background_worker_runs_at_a_lower_priority_and_the_caller_keeps_its_own():
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen: list[int] = []
+    own = nice()
+    with Handoff(lambda item: seen.append(nice()), background=True) as handoff:
+        handoff.put(1)
+    with Handoff(lambda item: seen.append(nice())) as handoff:
+        handoff.put(2)
+    assert seen == [max(own, BACKGROUND_NICE), own]
+    assert nice() == own
 
 
 def test_an_error_stops_the_work_and_is_raised_by_the_next_put():

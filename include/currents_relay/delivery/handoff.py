@@ -8,7 +8,10 @@ Sockets, gzip, Arrow, polars and the kernel that writes JSON all release the GIL
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +21,17 @@ from typing import Generic, TypeVar
 Item = TypeVar("Item")
 _DONE = object()
 WAIT = 0.05  # seconds between looks at whether the other side has stopped
+BACKGROUND_NICE = 10  # a background worker's nice value (lower priority; 0 is the default)
+
+
+def lower_priority() -> None:
+    """Lower the calling thread's CPU priority (Linux, where nice is per thread; elsewhere
+    nothing): it yields to the process's other threads when the cores are all busy."""
+    if sys.platform.startswith("linux"):
+        thread = threading.get_native_id()
+        with contextlib.suppress(OSError):
+            if os.getpriority(os.PRIO_PROCESS, thread) < BACKGROUND_NICE:  # never raised
+                os.setpriority(os.PRIO_PROCESS, thread, BACKGROUND_NICE)
 
 
 def read_ahead(items: Iterable[Item], depth: int = 2, name: str = "read-ahead") -> Iterator[Item]:
@@ -71,7 +85,9 @@ class Handoff(Generic[Item]):
 
     At most `depth` items wait; with `weigh`, items weighing at most `depth` in all (an item
     heavier than that waits alone), so a producer that makes items in bursts (a chunk's
-    batches at once) can hand a whole burst over and go on while they are worked through."""
+    batches at once) can hand a whole burst over and go on while they are worked through.
+    A `background` worker runs at a lower CPU priority (`lower_priority`): work nobody waits
+    for until the end, which should not take a core from the stages that feed the socket."""
 
     def __init__(
         self,
@@ -79,8 +95,10 @@ class Handoff(Generic[Item]):
         depth: int = 2,
         name: str = "handoff",
         weigh: Callable[[Item], int] | None = None,
+        background: bool = False,
     ) -> None:
         self._work = work
+        self._background = background
         self._depth = depth
         self._weigh = weigh or (lambda item: 1)
         self._items: deque[tuple[object, int]] = deque()
@@ -96,6 +114,8 @@ class Handoff(Generic[Item]):
     __enter__ = start
 
     def _run(self) -> None:
+        if self._background:
+            lower_priority()
         while True:
             with self._changed:
                 while not self._items:

@@ -177,7 +177,9 @@ class ParquetCopy:
         self.temporary = f"{folder}/.{uuid.uuid4().hex}.tmp"
         self._sink = fs.open(self.temporary, "wb")
         self._writer = pq.ParquetWriter(self._sink, JOURNAL_SCHEMA, **self.OPTIONS)
-        self._writes = Handoff(self._write, depth=2, name="ledger-copy").start()
+        # At a lower CPU priority: at the same one it took cores from the threads that encode
+        # and send (Treasure Data, 1M events, 9 alternating pairs: 2.01 -> 1.92 s on average).
+        self._writes = Handoff(self._write, depth=2, name="ledger-copy", background=True).start()
         self._pending: list[pa.Table] = []
         self._rows = 0
 
