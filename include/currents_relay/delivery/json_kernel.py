@@ -487,9 +487,9 @@ def framed(
 
 @njit(cache=True, nogil=True)
 def view_bytes(leaves: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Per leaf of string views (`TEXT`, `STRING`, `LONG_PLAIN`), a bound on the bytes its rows `start` to
-    `stop` hold: the sum of the lengths in their views (a valid slot's is its length; a
-    null's may hold anything, so it counts as at least 0); 0 for other leaves."""
+    """Per leaf of string views (`TEXT`, `STRING`, `LONG_PLAIN`), a bound on the bytes its
+    rows `start` to `stop` hold: the sum of the lengths in their views (a valid slot's is its
+    length; a null's may hold anything, so it counts as at least 0); 0 for other leaves."""
     held = np.zeros(leaves.shape[0], dtype=np.int64)
     for leaf in range(leaves.shape[0]):
         if leaves[leaf, KIND] not in (TEXT, STRING, LONG_PLAIN):
