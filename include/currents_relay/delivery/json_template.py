@@ -206,7 +206,7 @@ class _Leaves:
         kinds = self.table[:, kernel.KIND]
         integers = int(np.isin(kinds, (kernel.INTEGER, kernel.ISO_SECONDS)).sum())
         strings = np.isin(kinds, (kernel.STRING, kernel.LONG_PLAIN))
-        views = int(strings.sum()) + int((kinds == kernel.TEXT).sum())
+        views = int(np.isin(kinds, (kernel.TEXT, kernel.STRING, kernel.LONG_PLAIN)).sum())
         per_row = max(20, kernel.ISO_BYTES) * integers + 2 * views
         held = [kernel.view_bytes(self.table, rows.start, rows.stop) for rows in parts]
         self.text_bytes = [
