@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import json
 import os
 import shutil
@@ -22,7 +24,7 @@ from currents_relay.hours import parse_hour
 from currents_relay.ingest import process_hour
 from currents_relay.lake import Lake
 from currents_relay.partners.custom_http import CustomHttp
-from currents_relay.sandbox import Faults
+from currents_relay.sandbox import Faults, Sandbox
 from tests.conftest import HOUR
 from tests.delivery.conftest import PARTNERS, endpoint
 
@@ -143,3 +145,19 @@ def test_late_file_rerun_sends_only_the_new_events(generated_hour, sandbox, tmp_
     stats = sandbox.sims["zeotap"].stats()
     assert stats["accepted_events"] - before == 3 and stats["duplicates"] == 0
     assert second["delivered"] == first["delivered"] + 3 and second["requests"] == 1
+
+
+def test_the_benchmarks_sink_reads_every_body_whole_and_answers_as_the_partner():
+    """Sink mode (`check_bodies=False`): bodies are drained unread through one reused buffer,
+    so a keep-alive connection stays in step, request after request, large or gzipped."""
+    with Sandbox(names=["treasure_data"], check_bodies=False) as sandbox:
+        port = int(sandbox.urls()["treasure_data"].rsplit(":", 1)[1])
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        bodies = [b"x" * 3_500_000, b"", b"not even json", gzip.compress(b"[]")]
+        for body in bodies:
+            headers = {"Content-Encoding": "gzip"} if body[:2] == b"\x1f\x8b" else {}
+            connection.request("POST", "/postback/v3/event/a/b", body=body, headers=headers)
+            response = connection.getresponse()
+            assert (response.status, response.read()) == (200, b"{}")
+        connection.close()
+        assert sandbox.sims["treasure_data"].requests == len(bodies)
