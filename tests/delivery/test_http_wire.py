@@ -96,6 +96,7 @@ def test_rows_with_unknown_fields_are_written_byte_for_byte_as_the_row_path_writ
     [
         ("NaN", '{"x": 1}'),  # stored JSON that orjson does not read
         ('{"n": 1}', '{"big": 123456789012345678901234567890}'),  # beyond 64 bits
+        ('{"n": 1}', '{"s": "\\ud800"}'),  # a lone surrogate
     ],
 )
 def test_rows_orjson_cannot_carry_take_the_row_path(properties, extra):
