@@ -165,7 +165,7 @@ def test_a_key_in_the_url_never_reaches_the_logs(lake, sandbox, caplog):
     delivery = Delivery(str(lake), HOUR, partner, Selection(), FAST)
     with pytest.raises(DeliveryStopped) as stopped:
         delivery.run()
-    assert "writeKey=***" in caplog.text  # urllib3 logged the URL, redacted
+    assert "writeKey=***" in caplog.text  # the push logged the URL, redacted
     assert secret not in caplog.text and secret not in str(stopped.value)
     assert not any(secret in p.read_text(errors="ignore") for p in lake.rglob("*") if p.is_file())
 

@@ -62,7 +62,7 @@ def test_read_timeouts_are_retried_and_counted(lake, sandbox):
     policy = RetryPolicy(budget_seconds=60, base_delay=0.005, max_delay=0.02, read_timeout=0.3)
     push = Delivery(str(lake), HOUR, partner, Selection(), policy)
     counts = push.run()
-    assert counts["statuses"].get("ReadTimeoutError") == 2 and counts["retries"] == 2
+    assert counts["statuses"].get("ReadTimeout") == 2 and counts["retries"] == 2
     assert counts["delivered"] == counts["selected"] == sim.stats()["unique_events"]
 
 
@@ -76,7 +76,7 @@ def test_an_unreachable_partner_leaves_everything_pending_when_the_budget_ends(l
     with pytest.raises(DeliveryIncomplete, match="retry budget"):
         push.run()
     counts = push.counts()
-    assert counts["retries"] >= 2 and set(counts["statuses"]) == {"NewConnectionError"}
+    assert counts["retries"] >= 2 and set(counts["statuses"]) == {"ConnectError"}
     assert counts["delivered"] == 0 and counts["pending"] == counts["selected"] > 0
 
 

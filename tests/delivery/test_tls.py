@@ -8,13 +8,13 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-import urllib3
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from currents_relay.delivery.engine import Delivery, DeliveryIncomplete, RetryPolicy, Selection
+from currents_relay.delivery.http_client import Client
 from currents_relay.delivery.push import build_partner
 from currents_relay.destinations import enabled_destinations
 from currents_relay.sandbox import Sandbox
@@ -67,8 +67,8 @@ def test_a_push_over_tls_delivers_every_event_once(lake, tmp_path, name):
     with Sandbox(names=[pushed.partner], tls=(cert, key)) as sandbox:
         sim = sandbox.sims[pushed.partner]
         partner = build_partner(pushed, endpoint(sandbox, pushed.partner))
-        trusting = urllib3.PoolManager(retries=False, ca_certs=str(cert))
-        counts = Delivery(str(lake), HOUR, partner, Selection(), pool=trusting).run()
+        trusting = Client(ca_file=str(cert))
+        counts = Delivery(str(lake), HOUR, partner, Selection(), client=trusting).run()
     assert partner.endpoint.url.startswith("https://")
     assert counts["delivered"] == counts["selected"] > 0 and counts["pending"] == 0
     assert sim.accepted_events == counts["delivered"] and sim.duplicates == 0  # bodies whole
@@ -82,6 +82,6 @@ def test_a_certificate_nobody_trusts_is_refused(lake, tmp_path):
         partner = build_partner(destination("treasure_data"), endpoint(sandbox, "treasure_data"))
         delivery = Delivery(str(lake), HOUR, partner, Selection(), policy=policy)
         with pytest.raises(DeliveryIncomplete):
-            delivery.run()  # the default pool trusts the public authorities only
+            delivery.run()  # the default client trusts the public authorities only
     assert sim.requests == 0 and delivery.counts()["delivered"] == 0
     assert delivery.stats.statuses["SSLError"] > 0
