@@ -76,6 +76,7 @@ def test_chunked_batches_equal_the_per_event_rule(seed):
     assert sorted(map(flat, batches)) == sorted(expected)  # routes interleave in any order
     for batch in batches:  # a body is its events joined, from the chunks' buffers
         assert bytes(batch.body(b"[", b"]")) == b"[" + b",".join(batch.encoded()) + b"]"
+        assert batch.encoded_bytes() == sum(len(e) + 1 for e in batch.encoded())
     assert [(c.event_type, c.ids[0], c.encoded[0], c.route) for c in too_large] == (
         expected_too_large
     )
