@@ -130,10 +130,14 @@ class Journal:
     its records also copied into Parquet as they come (`ParquetCopy`), which takes the
     stream's place when it is closed."""
 
+    BUFFER = 1 << 20  # bytes: more than a record (~60 KB for a batch of ~1,400 events)
+
     def __init__(self, fs: Any, folder: str) -> None:
         self.fs = fs
         self.path = f"{folder}/ack-run-{uuid.uuid4().hex}.arrows"
-        self._file = open(self.path, "wb")  # noqa: SIM115 - held open for the run, closed in close()
+        # Arrow's own buffered file, not Python's: a record's ~15 writes stay in Arrow (no
+        # Python call each) and its flush is one `write` (900k records: 57-74 -> 40-44 ms).
+        self._file = pa.output_stream(self.path, buffer_size=self.BUFFER)
         self._writer = pa.ipc.new_stream(self._file, JOURNAL_SCHEMA)
         self._file.flush()
         self._copy = ParquetCopy(fs, folder)
