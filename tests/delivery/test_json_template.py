@@ -212,30 +212,42 @@ def test_a_byte_to_escape_is_found_in_a_column_that_holds_only_it():
 def test_only_leaves_whose_long_strings_are_clean_skip_their_check():
     frame = pl.DataFrame({"clean": ["x" * 20, "short"], "quoted": ["x" * 20, 'a "b"' * 5]})
     leaves = [jt.string(pl.col("clean")), jt.string(pl.col("quoted"))]
-    table = jt._Leaves(leaves, frame.get_columns(), [range(2)]).table
+    table = jt._Leaves(leaves, frame.get_columns()).table
     assert table[:, kernel.KIND].tolist() == [kernel.LONG_PLAIN, kernel.STRING]
 
 
-def test_strings_that_escape_beyond_the_room_are_written_again_with_enough(monkeypatch):
-    """Stretches are sized for strings as they are, plus some room: a chunk whose escaping
-    needs more (here every byte, most as \\u00XX) is written again, for the worst case."""
-    calls: list[int] = []
+@pytest.mark.parametrize("writers", [1, 2])
+def test_rows_beyond_a_stretch_go_on_in_buffers_of_their_own(monkeypatch, writers):
+    """A stretch is sized from a sample of its rows' strings: where the rest hold more (here
+    rows whose every byte is escaped, most as \\u00XX, after 200 plain ones), the kernel
+    stops before the row that would not fit and the part goes on in another buffer."""
+    calls: list[tuple[int, int]] = []  # (rows asked, rows written)
     real = kernel.write_rows
 
     def counting(*args):
-        real(*args)
-        calls.append(int(args[-1][0]))  # -1: ran out of room
+        written = real(*args)
+        calls.append((len(args[-1]) - 1, written))
+        return written
 
     monkeypatch.setattr(kernel, "write_rows", counting)
-    monkeypatch.setattr(jt, "WRITERS", 2)
+    monkeypatch.setattr(jt, "WRITERS", writers)
     monkeypatch.setattr(jt, "PART_ROWS", 50)
-    values = ["\x01\x02" * 40 + '"' * 20, "plain", None] * 100
-    frame = pl.DataFrame({"v": values, "n": list(range(300))})
+    values = ["plain"] * 200 + ["\x01\x02" * 40 + '"' * 20, None] * 100
+    frame = pl.DataFrame({"v": values, "n": list(range(400))})
     encoded = jt.render(frame, jt.Obj([jt.column(frame, "v"), jt.column(frame, "n")]))
     expected = [orjson.dumps({k: v for k, v in row.items() if v is not None}) for row in
                 frame.to_dicts()]  # fmt: skip
-    assert list(encoded) == expected
-    assert -1 in calls[:2] and calls[2:] == [0, 0]  # the first try ran out, the second fit
+    assert list(encoded) == expected and bytes(encoded.joined()) == b",".join(expected)
+    assert len(calls) > writers  # a part went on in another buffer...
+    assert sum(written for _, written in calls) == len(values)  # ...each row written once
+
+
+def test_a_part_too_small_for_even_its_first_row_grows_until_it_fits(monkeypatch):
+    monkeypatch.setattr(jt, "MARGIN", 0.0)  # stretches for no strings at all
+    values = ["\x00" * 5_000, "x" * 20_000, "short"]
+    frame = pl.DataFrame({"v": values})
+    encoded = jt.render(frame, jt.Obj([jt.column(frame, "v")]))
+    assert list(encoded) == [orjson.dumps({"v": v}) for v in values]
 
 
 def test_iso_seconds_are_written_as_datetime_writes_them():

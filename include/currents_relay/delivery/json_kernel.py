@@ -341,16 +341,18 @@ def write_rows(
     leaves: np.ndarray,
     buffers: np.ndarray,
     first: int,
-    room: int,
+    reserve: int,
     out: np.ndarray,
     bounds: np.ndarray,
-) -> None:
+) -> int:
     """Write the objects of rows `first`, `first + 1`, ... (one per entry of `bounds` but
     the last), each followed by a comma: row `first + r` is `out[bounds[r]:bounds[r + 1] - 1]`.
 
-    `out` holds the bound `json_template` computes with each string's bytes counted once,
-    plus `room`: what escaping adds is taken from `room`; if it would run out, nothing more
-    is written and `bounds[0]` is set to -1 (the caller writes again with more room)."""
+    Returns how many rows were written: all of them, or fewer where `out` has no room for the
+    next (the caller goes on in another buffer). `reserve` bounds the bytes a row writes
+    besides its strings' own (literals, punctuation, numbers, quotes): a row is begun only
+    with that much room left, and each string is written only if it fits with it (escaped,
+    at most `ESCAPE_GROWTH` times its bytes), so nothing is ever written past `out`."""
     counts = np.zeros(MAX_DEPTH, dtype=np.int64)  # members written, per open object
     rollback = np.zeros(MAX_DEPTH, dtype=np.int64)  # where each open object began
     optional = np.zeros(MAX_DEPTH, dtype=np.int64)
@@ -362,7 +364,10 @@ def write_rows(
     pos = 0
     bounds[0] = 0
     rows = bounds.shape[0] - 1
+    capacity = out.shape[0]
     for r in range(rows):
+        if pos + reserve > capacity:
+            return r
         row = first + r
         depth = -1
         _prefetch(leaves, buffers, row, rows - r)
@@ -409,22 +414,18 @@ def write_rows(
                         pos = _put_iso(out, pos, value)
                     continue
                 address, size = _string(leaves, b, row, buffers)
+                escaping = kind != TEXT and (kind == STRING or size <= INLINE)
+                escaping = escaping and _needs_escaping(address, size)
+                if pos + (ESCAPE_GROWTH * size if escaping else size) + reserve > capacity:
+                    return r  # this row is left for the next buffer
                 if kind == TEXT:
                     _put(base + pos, address, size)
                     pos += size
                     continue
                 out[pos] = QUOTE
                 pos += 1
-                if (kind == STRING or size <= INLINE) and _needs_escaping(address, size):
-                    if pos + ESCAPE_GROWTH * size + 1 > out.shape[0]:
-                        bounds[0] = -1  # this string might not fit
-                        return
-                    before = pos
+                if escaping:
                     pos = _put_escaped(out, pos, address, size, short)
-                    room -= pos - before - size  # the bytes escaping added
-                    if room < 0:
-                        bounds[0] = -1  # what is left might not fit
-                        return
                 else:
                     _put(base + pos, address, size)
                     pos += size
@@ -433,6 +434,7 @@ def write_rows(
         out[pos] = COMMA
         pos += 1
         bounds[r + 1] = pos
+    return rows
 
 
 @njit(cache=True, nogil=True)

@@ -171,7 +171,7 @@ class _Leaves:
     """A chunk's leaf values where polars keeps them, as the kernel reads them: addresses of
     Arrow buffers (string views, int64 values, validity bitmaps), read in place."""
 
-    def __init__(self, leaves: list[Leaf], columns: list[pl.Series], parts: list[range]) -> None:
+    def __init__(self, leaves: list[Leaf], columns: list[pl.Series]) -> None:
         self.table = np.zeros((max(len(leaves), 1), 5), dtype=np.int64)
         self.table[:, kernel.KIND] = kernel.ABSENT  # the kernel reads every row (prefetching)
         addresses: list[int] = []
@@ -199,22 +199,25 @@ class _Leaves:
             ):  # strings over 12 bytes are in the data buffers: checked in bulk
                 row[kernel.KIND] = kernel.LONG_PLAIN
         self.buffers = np.array(addresses or [0], dtype=np.int64)
-        # Per part of the rows: what leaves write with no byte escaped (a bound: the views'
-        # bytes, and per row an integer's sign and 19 digits or a quoted timestamp, a view's
-        # quotes), and the bytes of their strings (escaping writes at most `ESCAPE_GROWTH`
-        # times as many). The views' lengths are summed in one compiled pass a part.
         kinds = self.table[:, kernel.KIND]
         integers = int(np.isin(kinds, (kernel.INTEGER, kernel.ISO_SECONDS)).sum())
-        strings = np.isin(kinds, (kernel.STRING, kernel.LONG_PLAIN))
         views = int(np.isin(kinds, (kernel.TEXT, kernel.STRING, kernel.LONG_PLAIN)).sum())
-        per_row = max(20, kernel.ISO_BYTES) * integers + 2 * views
-        held = [kernel.view_bytes(self.table, rows.start, rows.stop) for rows in parts]
-        self.text_bytes = [
-            int(h.sum()) + per_row * len(r) for h, r in zip(held, parts, strict=True)
-        ]
-        self.string_bytes = [int(h[strings].sum()) for h in held]
+        # What the leaves write in a row besides their strings' own bytes: an integer's sign
+        # and 19 digits or a quoted timestamp; a string's quotes.
+        self.reserve = max(20, kernel.ISO_BYTES) * integers + 2 * views
+
+    def string_bytes(self, rows: range) -> int:
+        """About how many bytes the strings of `rows` hold: their views' lengths, summed
+        over a few windows of rows and scaled (never exact, never a whole pass)."""
+        if len(rows) <= SAMPLED * WINDOWS:
+            return int(kernel.view_bytes(self.table, rows.start, rows.stop).sum())
+        step = len(rows) // WINDOWS
+        starts = [rows.start + w * step for w in range(WINDOWS)]
+        held = sum(int(kernel.view_bytes(self.table, s, s + SAMPLED).sum()) for s in starts)
+        return held * len(rows) // (SAMPLED * WINDOWS)
 
 
+SAMPLED, WINDOWS = 128, 4  # rows a window, windows a part: what sizes a part's stretch
 PART_ROWS = 2_048  # the fewest rows worth a thread of their own
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 # Threads that write a chunk (the caller and its helpers): every core but one, which the
@@ -239,77 +242,98 @@ def _parts(rows: int) -> list[range]:
     return [range(start, stop) for start, stop in itertools.pairwise(cuts)]
 
 
-ROOM_SHARE = 32  # escaping gets 1/32 of a part's bound (4 KiB at least) before a rewrite
-
-
 def render(frame: pl.DataFrame, template: Obj) -> Encoded:
     """Each row of `frame` written as `template`, in order.
 
     The rows are cut into one part per writer (`WRITERS`), each written by the kernel (which
     releases the GIL) on a thread of its own into its own stretch of one buffer; the stretches
-    are then moved together, so the events stay back to back. A stretch is sized for strings
-    written as they are, plus some room for escaping; in the rare chunk where escaping needs
-    more, it is written again with room for the worst case."""
+    are then moved together, so the events stay back to back. A stretch is sized from a
+    sample of its rows' strings, with a margin; in the rare part that needs more, the kernel
+    stops before the row that would not fit, and the rest goes into a buffer of its own."""
     program = _Program()
     program.add(template)
     columns = frame.select(
         [leaf.expr.alias(f"leaf{i}") for i, leaf in enumerate(program.leaves)]
     ).get_columns()
-    parts = _parts(frame.height)
-    leaves = _Leaves(program.leaves, columns, parts)
-    # Per row: every literal, and a comma and braces per op, and the row's comma; then what
-    # the leaves write (their bytes; quotes; an integer's sign and digits).
-    per_row = sum(map(len, program.literals)) + 2 * len(program.ops) + 1
-    bounds = [
-        len(part) * per_row + text for part, text in zip(parts, leaves.text_bytes, strict=True)
-    ]
-    rooms = [max(4_096, bound // ROOM_SHARE) for bound in bounds]
-    written = _write(program, leaves, parts, bounds, rooms)
-    if written is None:  # escaping needed more room: the worst case, which always fits
-        worst = [(kernel.ESCAPE_GROWTH - 1) * strings for strings in leaves.string_bytes]
-        written = _write(program, leaves, parts, bounds, worst)
-        assert written is not None
-    return written
+    leaves = _Leaves(program.leaves, columns)
+    # Per row, besides strings: every literal, a comma and braces per op, the row's comma,
+    # and what the leaves write (`_Leaves.reserve`).
+    reserve = sum(map(len, program.literals)) + 2 * len(program.ops) + 1 + leaves.reserve
+    return _write(program, leaves, _parts(frame.height), reserve)
 
 
-def _write(
-    program: _Program, leaves: _Leaves, parts: list[range], bounds: list[int], rooms: list[int]
-) -> Encoded | None:
-    """The parts written on threads, then moved together; None if one ran out of room."""
+MARGIN = 1.25  # a stretch holds this many times the strings its sample foresees
+
+
+def _write(program: _Program, leaves: _Leaves, parts: list[range], reserve: int) -> Encoded:
+    """The parts written on threads, then put back to back."""
     literals = b"".join(program.literals)
     literal_offsets = np.zeros(len(program.literals) + 1, dtype=np.int64)
     np.cumsum([len(text) for text in program.literals], out=literal_offsets[1:])
-    sizes = [bound + room for bound, room in zip(bounds, rooms, strict=True)]
-    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    out = np.empty(int(starts[-1]), dtype=np.uint8)
-    ends = [np.empty(len(part) + 1, dtype=np.int64) for part in parts]
     program_table = np.array(program.ops, dtype=np.int64).reshape(-1, 3).T.copy()
     literal_bytes = np.frombuffer(literals or b" ", dtype=np.uint8)
+    sizes = [
+        len(part) * reserve + int(MARGIN * leaves.string_bytes(part)) + reserve for part in parts
+    ]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    out = np.empty(int(starts[-1]), dtype=np.uint8)
+    # Per part: its segments, (buffer, bounds of its rows there): its stretch of `out`, then
+    # buffers of their own for what did not fit.
+    segments: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in parts]
 
-    def write(p: int) -> None:
-        kernel.write_rows(
+    def rows_into(buffer: np.ndarray, first: int, rows: int) -> tuple[np.ndarray, int]:
+        bounds = np.empty(rows + 1, dtype=np.int64)
+        done = kernel.write_rows(
             program_table,
             literal_bytes,
             literal_offsets,
             leaves.table,
             leaves.buffers,
-            parts[p].start,
-            rooms[p],
-            out[starts[p] : starts[p + 1]],
-            ends[p],
+            first,
+            reserve,
+            buffer,
+            bounds,
         )
+        return bounds[: done + 1], done
+
+    def write(p: int) -> None:
+        part, done, buffer = parts[p], 0, out[starts[p] : starts[p + 1]]
+        while True:
+            bounds, written = rows_into(buffer, part.start + done, len(part) - done)
+            segments[p].append((buffer, bounds))
+            done += written
+            if done == len(part):
+                return
+            # The rest did not fit: a buffer of its own, sized from the bytes a row took so
+            # far (at least twice the last one where not even one more row fitted in it).
+            per_row = sum(int(b[-1]) for _, b in segments[p]) / done if done else 0
+            estimate = int((len(part) - done) * per_row * MARGIN) + reserve
+            buffer = np.empty(estimate if written else max(estimate, 2 * len(buffer)), np.uint8)
 
     helped = [_helpers().submit(write, p) for p in range(1, len(parts))]
     write(0)
     for helper in helped:
         helper.result()  # raises a helper's error here, in the caller's thread
-    if any(part_ends[0] < 0 for part_ends in ends):
-        return None
-    end = int(ends[0][-1])
-    for p in range(1, len(parts)):  # close the gaps: each part right after the one before
-        size = int(ends[p][-1])
-        kernel.move(out, end, int(starts[p]), size)
-        ends[p] += end
+    return _joined(out, [segment for part in segments for segment in part])
+
+
+def _joined(out: np.ndarray, segments: list[tuple[np.ndarray, np.ndarray]]) -> Encoded:
+    """The segments' rows back to back: moved together within `out` where they all are in it
+    (the usual case: one stretch per part), else copied into a buffer of their own."""
+    if len(segments) == 1:
+        buffer, bounds = segments[0]
+        return Encoded(buffer[: int(bounds[-1])], bounds)
+    within = all(np.may_share_memory(buffer, out) for buffer, _ in segments)
+    total = sum(int(bounds[-1]) for _, bounds in segments)
+    target = out if within else np.empty(total, dtype=np.uint8)
+    base = out.ctypes.data
+    joined, end = [np.zeros(1, dtype=np.int64)], 0
+    for buffer, bounds in segments:
+        size = int(bounds[-1])
+        if within:  # each stretch right after the one before (never ahead of it in `out`)
+            kernel.move(target, end, buffer.ctypes.data - base, size)
+        else:
+            target[end : end + size] = buffer[:size]
+        joined.append(bounds[1:] + end)
         end += size
-    joined = np.concatenate([ends[0], *(e[1:] for e in ends[1:])])
-    return Encoded(out[:end], joined)
+    return Encoded(target[:end], np.concatenate(joined))
