@@ -76,12 +76,14 @@ def test_a_body_of_buffers_arrives_whole_with_its_length_and_the_connection_is_k
     client = Client(read_timeout=5)
     pieces = [b'{"events":[', memoryview(b"1,2,3"), b"]}"]
     first = client.post(url, {"Content-Type": "application/json", "Content-Length": "9"}, pieces)
-    second = client.post(url, {"X-Key": "k"}, b"x" * 300_000)
+    second = client.post(url, {"X-Key": "k", "user-agent": "theirs"}, b"x" * 300_000)
     assert (first.status, first.data, second.status) == (200, b"{}", 200)
-    (head, body), (_, big) = server.requests
+    (head, body), (second_head, big) = server.requests
     assert body == b'{"events":[1,2,3]}' and big == b"x" * 300_000
     assert head.startswith(b"POST /v1/in?k=1 HTTP/1.1\r\nHost: 127.0.0.1:")
     assert head.count(b"Content-Length") == 1 and b"Content-Length: 18\r\n" in head  # ours
+    assert b"User-Agent: currents-relay\r\n" in head and b"Accept-Encoding: identity\r\n" in head
+    assert b"user-agent: theirs\r\n" in second_head and b"currents-relay" not in second_head
     assert server.connections == 1
     client.close()
 

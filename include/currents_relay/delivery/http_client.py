@@ -30,6 +30,9 @@ import certifi
 MAX_LINE = 65_536  # bytes in a status or header line
 MAX_HEADERS = 100
 FORBIDDEN = frozenset("\r\n\0")  # in a header: would split the request
+# Sent unless the caller sets them: a name (some gateways refuse requests without one), and
+# answers unencoded (the push reads an answer's text for dead letters and logs).
+DEFAULT_HEADERS = {"User-Agent": "currents-relay", "Accept-Encoding": "identity"}
 
 
 class TransportError(OSError):
@@ -168,7 +171,9 @@ def _transport_error(error: BaseException) -> BaseException:
 
 def _head(target: _Target, headers: Mapping[str, str], length: int) -> bytes:
     lines = [f"POST {target.path} HTTP/1.1", f"Host: {target.authority}"]
-    for name, value in headers.items():
+    given = {name.lower() for name in headers}
+    defaults = {k: v for k, v in DEFAULT_HEADERS.items() if k.lower() not in given}
+    for name, value in (defaults | dict(headers)).items():
         if name.lower() in ("host", "content-length", "transfer-encoding"):
             continue  # ours
         if FORBIDDEN & set(name + value):
