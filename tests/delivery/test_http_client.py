@@ -163,3 +163,22 @@ def test_a_header_that_would_split_the_request_is_refused_before_anything_is_sen
     with pytest.raises(ValueError, match="http"):
         Client().post("ftp://127.0.0.1/", {}, b"")
     assert server.requests == []
+
+
+def test_an_answer_sent_before_the_body_was_read_is_the_answer():
+    """A server that refuses a body at the door (413) and closes while it is still being sent:
+    the send fails, and the answer it sent first is read, as urllib3 reads it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def refuse() -> None:
+        connection, _ = listener.accept()
+        with connection, connection.makefile("rb") as reader:
+            while reader.readline() not in (b"\r\n", b""):
+                pass  # the head, then no byte of the body
+            connection.sendall(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\n\r\nbig")
+
+    threading.Thread(target=refuse, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    response = Client(read_timeout=5).post(url, {}, [b"x" * 1_000_000] * 40)
+    listener.close()
+    assert (response.status, response.data) == (413, b"big")

@@ -11,6 +11,7 @@ an answer's status, a few headers and a short body. This does that, and nothing 
 - answers with `Content-Length`, chunked, or read to the end of the connection; interim
   1xx answers skipped; a connection kept unless the answer or an error says otherwise;
 - a kept connection the server has closed meanwhile is noticed before it is reused;
+- an answer the server sent before reading the whole body (a 413), then closed, is read;
 - every failure on the way (refused, reset, timed out, TLS, a garbled answer) raised as
   `TransportError`, which the push retries like a 5xx; the connection is dropped.
 """
@@ -104,15 +105,22 @@ class Client:
             connection = None
         if connection is None:
             connection = self._connect(target)
+        cut: OSError | None = None
         try:
-            connection.sock.sendall(head)
-            for buffer in buffers:
-                connection.sock.sendall(buffer)
+            try:
+                connection.sock.sendall(head)
+                for buffer in buffers:
+                    connection.sock.sendall(buffer)
+            except (BrokenPipeError, ConnectionResetError) as error:
+                # The server may have answered before reading the whole body (a 413 at the
+                # door) and closed: that answer is read below; where there is none, the
+                # failure is this one.
+                cut = error
             response, keep = _read_response(connection.reader)
         except BaseException as error:
             connection.close()
-            raise _transport_error(error) from None
-        if keep:
+            raise _transport_error(cut or error) from None
+        if keep and cut is None:
             self._connections[key] = connection
         else:
             connection.close()
