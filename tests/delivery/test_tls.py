@@ -85,3 +85,18 @@ def test_a_certificate_nobody_trusts_is_refused(lake, tmp_path):
             delivery.run()  # the default client trusts the public authorities only
     assert sim.requests == 0 and delivery.counts()["delivered"] == 0
     assert delivery.stats.statuses["SSLError"] > 0
+
+
+def test_a_tls_connection_is_kept_between_requests(tmp_path):
+    """TLS 1.3 servers send session tickets after the handshake: they must not make the
+    kept connection look dropped (a new handshake per request)."""
+    cert, key = self_signed(tmp_path)
+    with Sandbox(names=["custom_http"], tls=(cert, key), check_bodies=False) as sandbox:
+        client = Client(ca_file=str(cert))
+        connects = []
+        real_connect = client._connect
+        client._connect = lambda target: connects.append(target) or real_connect(target)
+        url = sandbox.urls()["custom_http"] + "/events"
+        statuses = {client.post(url, {}, b'{"events": []}').status for _ in range(20)}
+        client.close()
+    assert statuses == {200} and len(connects) == 1
