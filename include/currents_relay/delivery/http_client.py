@@ -119,7 +119,9 @@ class Client:
             response, keep = _read_response(connection.reader)
         except BaseException as error:
             connection.close()
-            raise _transport_error(cut or error) from None
+            if cut is not None and isinstance(error, OSError | ValueError):
+                error = cut  # no answer after all: the send's failure is the one to report
+            raise _transport_error(error) from None
         if keep and cut is None:
             self._connections[key] = connection
         else:
