@@ -134,6 +134,8 @@ def test_a_kept_connection_the_server_closed_meanwhile_is_not_reused(serve):
         (b"", "RemoteDisconnected"),  # closed without a word
         (b"SMTP ready\r\n\r\n", "BadResponse"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "IncompleteRead"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n", "BadResponse"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffff\r\n", "BadResponse"),
     ],
 )
 def test_failures_on_the_way_are_transport_errors_and_drop_the_connection(serve, answer, kind):

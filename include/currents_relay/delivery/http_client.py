@@ -30,6 +30,7 @@ import certifi
 
 MAX_LINE = 65_536  # bytes in a status or header line
 MAX_HEADERS = 100
+MAX_BODY = 16 << 20  # bytes of an answer's body (partners answer with a few bytes of JSON)
 FORBIDDEN = frozenset("\r\n\0")  # in a header: would split the request
 # Sent unless the caller sets them: a name (some gateways refuse requests without one), and
 # answers unencoded (the push reads an answer's text for dead letters and logs).
@@ -222,11 +223,16 @@ def _read_response(reader: BinaryIO) -> tuple[Response, bool]:
         return Response(status, headers, _chunked(reader)), keep
     if "content-length" in headers:
         length = int(headers["content-length"])
+        if length > MAX_BODY:
+            raise ValueError(f"an answer of {length} bytes")
         data = reader.read(length)
         if len(data) != length:
             raise TransportError("IncompleteRead", f"{len(data)} of {length} bytes")
         return Response(status, headers, data), keep
-    return Response(status, headers, reader.read()), False  # to the end of the connection
+    data = reader.read(MAX_BODY + 1)  # to the end of the connection
+    if len(data) > MAX_BODY:
+        raise ValueError(f"an answer of more than {MAX_BODY} bytes")
+    return Response(status, headers, data), False
 
 
 def _headers(reader: BinaryIO) -> dict[str, str]:
@@ -245,9 +251,12 @@ def _headers(reader: BinaryIO) -> dict[str, str]:
 
 
 def _chunked(reader: BinaryIO) -> bytes:
-    parts = []
+    parts, held = [], 0
     while True:
         size = int(_line(reader).split(b";", 1)[0].strip() or b"x", 16)
+        held += size
+        if held > MAX_BODY:
+            raise ValueError(f"an answer of more than {MAX_BODY} bytes")
         if size == 0:
             _headers(reader)  # trailers, if any, then the blank line
             return b"".join(parts)
