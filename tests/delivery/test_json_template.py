@@ -79,6 +79,8 @@ def test_random_templates_write_what_orjson_writes(seed, monkeypatch):
     # The rows cut into parts written on threads of their own, then moved together.
     monkeypatch.setattr(jt, "PART_ROWS", rng.choice([1, 5, jt.PART_ROWS]))
     monkeypatch.setattr(jt, "WRITERS", rng.choice([1, 2, 3, 4]))
+    # Buffers sized for the strings the sample foresees, or for none: parts going on in more.
+    monkeypatch.setattr(jt, "MARGIN", rng.choice([0.0, 0.5, jt.MARGIN]))
     frame = random_frame(rng, rng.choice([1, 2, 17, 300]))
     if rng.random() < 0.3:  # chunks as the engine gets them: slices of what polars read...
         frame = frame.slice(rng.randrange(frame.height), frame.height)
