@@ -10,6 +10,7 @@ import fsspec
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from currents_relay.delivery import ledger as ledger_module
 from currents_relay.delivery.engine import Delivery, Selection
@@ -18,6 +19,7 @@ from currents_relay.delivery.ledger import (
     JOURNAL_SCHEMA,
     Ledger,
     ParquetCopy,
+    _string_array,
     read_journal,
 )
 from currents_relay.lake import Lake
@@ -166,3 +168,10 @@ def test_ids_are_hashed_only_where_the_ledger_holds_their_event_type(tmp_path, m
     assert acknowledged.tolist() == [True, True, False] and not dead.any()
     assert hashed == [3]
     assert not again.recorded("users.messages.email.Send", ids)[0].any() and hashed == [3]
+
+
+@pytest.mark.parametrize("count", [0, 1, 4, 5, 300])
+def test_string_arrays_are_built_whole_short_or_long(count):
+    values = [["é", "", "a\x00b", "🎉 x"][i % 4] + str(i) for i in range(count)]
+    built = _string_array(values)
+    assert built.type == pa.string() and built.to_pylist() == values

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -67,6 +68,12 @@ DEAD_SCHEMA = pa.schema(
 def _string_array(values: Sequence[str]) -> pa.Array:
     """A string array built from its buffers: `pa.array` and `pa.scalar` import pandas (0.2 s)
     the first time, and polars adds ~0.15 ms a call (one call per request)."""
+    if len(values) <= 4:  # a batch's labels: numpy's per-call costs would be most of it
+        encoded = [value.encode() for value in values]
+        bounds = np.array([0, *itertools.accumulate(map(len, encoded))], dtype=np.int32)
+        return pa.StringArray.from_buffers(
+            len(values), pa.py_buffer(bounds), pa.py_buffer(b"".join(encoded))
+        )
     data = "".join(values).encode()
     sizes = np.fromiter(map(len, values), dtype=np.int32, count=len(values))
     if len(data) != sizes.sum():  # not all ASCII: sizes in bytes, not characters
@@ -84,8 +91,7 @@ def _repeated(kind: pa.DataType, value: np.generic, n: int) -> pa.Array:
 @dataclass(frozen=True)
 class Acknowledgement:
     """The columns a batch's acknowledgement records that do not depend on the answer, built
-    before the batch is sent (off the sending thread, which records each answer before its
-    next request)."""
+    before the batch is sent: recording the answer then adds only its status and time."""
 
     batch: str
     event_types: pa.Array
@@ -102,14 +108,17 @@ class Acknowledgement:
             run_ids if isinstance(run_ids, pa.Array) else _string_array(run_ids)
             for _, run_ids in runs
         ]
-        sizes = [len(run_ids) for run_ids in ids]
         names = [t for t, _ in runs]  # the same event type twice is two runs: kept as it comes
-        which = np.repeat(np.arange(len(runs), dtype=np.int32), sizes)
+        first = np.zeros(sum(len(run_ids) for run_ids in ids), dtype=np.int32)
+        which = first
+        if len(runs) > 1:
+            sizes = [len(run_ids) for run_ids in ids]
+            which = np.repeat(np.arange(len(runs), dtype=np.int32), sizes)
         return cls(
             batch,
             _labels(which, names),
-            pa.concat_arrays(ids) if ids else _string_array([]),
-            _labels(np.zeros(len(which), dtype=np.int32), [batch]),
+            ids[0] if len(ids) == 1 else pa.concat_arrays(ids) if ids else _string_array([]),
+            _labels(first, [batch]),
         )
 
 
