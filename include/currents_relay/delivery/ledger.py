@@ -109,17 +109,13 @@ class Acknowledgement:
             for _, run_ids in runs
         ]
         names = [t for t, _ in runs]  # the same event type twice is two runs: kept as it comes
-        first = np.zeros(sum(len(run_ids) for run_ids in ids), dtype=np.int32)
-        which = first
-        if len(runs) > 1:
-            sizes = [len(run_ids) for run_ids in ids]
-            which = np.repeat(np.arange(len(runs), dtype=np.int32), sizes)
-        return cls(
-            batch,
-            _labels(which, names),
-            ids[0] if len(ids) == 1 else pa.concat_arrays(ids) if ids else _string_array([]),
-            _labels(first, [batch]),
-        )
+        sizes = [len(run_ids) for run_ids in ids]
+        zeros = np.zeros(sum(sizes), dtype=np.int32)  # every record's label is the first
+        if len(runs) == 1:  # the usual batch: one run, its ids as they are
+            return cls(batch, _labels(zeros, names), ids[0], _labels(zeros, [batch]))
+        which = np.repeat(np.arange(len(runs), dtype=np.int32), sizes)
+        joined = pa.concat_arrays(ids) if ids else _string_array([])
+        return cls(batch, _labels(which, names), joined, _labels(zeros, [batch]))
 
 
 def _labels(indices: np.ndarray, names: list[str]) -> pa.Array:
