@@ -161,3 +161,30 @@ def test_the_benchmarks_sink_reads_every_body_whole_and_answers_as_the_partner()
             assert (response.status, response.read()) == (200, b"{}")
         connection.close()
         assert sandbox.sims["treasure_data"].requests == len(bodies)
+
+
+def test_the_sandbox_reads_requests_as_an_http_server_does():
+    """Its own request parsing (no `email` package): headers in any case, `Expect:
+    100-continue` answered as curl expects, HTTP/1.0 closes, a garbled request line is a 400."""
+    with Sandbox(names=["treasure_data"]) as sandbox:
+        port = int(sandbox.urls()["treasure_data"].rsplit(":", 1)[1])
+        secret = sandbox.sims["treasure_data"].secret
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            reader = client.makefile("rb")
+            head = (
+                "POST /postback/v3/event/a/b HTTP/1.1\r\nHost: x\r\n"
+                f"x-td-write-key: {secret}\r\nContent-Length: 2\r\nEXPECT: 100-continue\r\n\r\n"
+            )
+            client.sendall(head.encode())
+            assert reader.readline().startswith(b"HTTP/1.1 100")
+            assert reader.readline() == b"\r\n"
+            client.sendall(b"{}")
+            status = reader.readline()
+            assert status.startswith(b"HTTP/1.1 ") and b" 401 " not in status  # key found
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"GARBAGE\r\n\r\n")
+            assert b"Error code: 400" in client.makefile("rb").read()  # then closed
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"GET /__sandbox/stats HTTP/1.0\r\n\r\n")
+            answer = client.makefile("rb").read()  # to the close: HTTP/1.0 is not kept
+            assert answer.startswith(b"HTTP/1.1 200") and b'"requests": 1' in answer
