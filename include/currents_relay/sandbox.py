@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
+from currents_relay.delivery.http_client import read_headers
+
 DEFAULT_PORTS = {
     "treasure_data": 18081,
     "rudderstack": 18082,
@@ -381,9 +383,6 @@ class Headers(dict[str, str]):
         return isinstance(name, str) and super().__contains__(name.lower())
 
 
-MAX_HEADER_LINE, MAX_HEADERS = 65_536, 100
-
-
 def _handler(sim: PartnerSim) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -400,18 +399,12 @@ def _handler(sim: PartnerSim) -> type[BaseHTTPRequestHandler]:
                 self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request ({self.requestline!r})")
                 return False
             self.command, self.path, self.request_version = words
-            headers = Headers()
-            for _ in range(MAX_HEADERS + 1):
-                line = self.rfile.readline(MAX_HEADER_LINE + 1)
-                if len(line) > MAX_HEADER_LINE:
-                    self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
-                    return False
-                if line in (b"\r\n", b"\n", b""):
-                    break
-                name, _, value = line.decode("iso-8859-1").partition(":")
-                headers[name.strip().lower()] = value.strip()
-            else:
-                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
+            try:  # read as the push's client reads an answer's headers
+                headers = Headers(read_headers(self.rfile))
+            except ValueError as error:  # a line too long, too many lines
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, str(error))
+                return False
+            except OSError:  # the client left mid-headers
                 return False
             self.headers = headers  # type: ignore[assignment]
             connection = headers.get("connection", "").lower()

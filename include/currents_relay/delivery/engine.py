@@ -205,10 +205,9 @@ class _Ramp:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A batch ready to send: its id, its request (body: `size` bytes before any gzip) and
-    what the ledger records once the partner acknowledges it."""
+    """A batch's id, its request (body: `size` bytes before any gzip) and what the ledger
+    records once the partner acknowledges it."""
 
-    batch: Batch
     id: str
     size: int
     request: Request
@@ -453,7 +452,7 @@ class Delivery:
                 headers=request.headers | {"Content-Encoding": "gzip"},
             )
         runs = [(event_type, ids.to_arrow()) for event_type, ids in batch.runs()]
-        return Outgoing(batch, bid, len(body), request, Acknowledgement.of(runs, bid))
+        return Outgoing(bid, len(body), request, Acknowledgement.of(runs, bid))
 
     def _post(self, request: Request) -> Response:
         log.debug("%s: POST %s", self.partner.name, request.url)  # redacted (RedactSecrets)

@@ -212,7 +212,7 @@ def _read_response(reader: BinaryIO) -> tuple[Response, bool]:
         if not version.startswith("HTTP/1.") or not code.isdigit():
             raise ValueError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
         status = int(code)
-        headers = _headers(reader)
+        headers = read_headers(reader)
         if status >= 200 or status == 101:
             break  # 100 Continue and other interim answers: the real one follows
     connection = headers.get("connection", "").lower()
@@ -235,7 +235,8 @@ def _read_response(reader: BinaryIO) -> tuple[Response, bool]:
     return Response(status, headers, data), False
 
 
-def _headers(reader: BinaryIO) -> dict[str, str]:
+def read_headers(reader: BinaryIO) -> dict[str, str]:
+    """Header lines up to the blank one, by lower-cased name (a message's, after its first line)."""
     headers: dict[str, str] = {}
     for _ in range(MAX_HEADERS + 1):
         line = _line(reader)
@@ -258,7 +259,7 @@ def _chunked(reader: BinaryIO) -> bytes:
         if held > MAX_BODY:
             raise ValueError(f"an answer of more than {MAX_BODY} bytes")
         if size == 0:
-            _headers(reader)  # trailers, if any, then the blank line
+            read_headers(reader)  # trailers, if any, then the blank line
             return b"".join(parts)
         part = reader.read(size)
         if len(part) != size or reader.read(2) != b"\r\n":
