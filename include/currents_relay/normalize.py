@@ -184,8 +184,14 @@ def to_http(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def add_extra(event: dict[str, Any], extra: str | None) -> None:
     """Put the fields the catalogue does not know (`extra`, as stored) back into an HTTP
-    event: `user.x` and `properties.x` into their objects, others at the top level."""
-    for path, value in json.loads(extra).items() if extra else ():
+    event (`add_fields`)."""
+    add_fields(event, json.loads(extra) if extra else {})
+
+
+def add_fields(event: dict[str, Any], fields: Mapping[str, Any]) -> None:
+    """Put unknown fields, by HTTP path, into an HTTP event: `user.x` and `properties.x` into
+    their objects, others at the top level."""
+    for path, value in fields.items():
         section, _, name = path.partition(".")
         if section in ("user", "properties") and name:
             event[section][name] = value
@@ -295,6 +301,7 @@ def records_to_table(
 __all__ = [
     "ARROW_TYPES",
     "add_extra",
+    "add_fields",
     "coerce_flat",
     "conform_table",
     "records_to_table",

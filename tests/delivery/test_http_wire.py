@@ -163,3 +163,74 @@ def test_a_chunk_with_some_unknown_fields_keeps_every_event_in_its_place(tmp_pat
     encoded = delivery._written(frame)
     assert encoded is not None
     assert [json.loads(event) for event in encoded] == [to_http(row) for row in frame.to_dicts()]
+
+
+def test_rows_sharing_unknown_fields_are_written_from_one_template():
+    """Once Braze adds a field, every row of a type has it: such rows stay on the template
+    path (the stored JSON spliced as stored, the new fields where `to_http` puts them), and
+    rarer sets, and sets that would replace a known member, are added row by row."""
+    n = 80
+    shared = (
+        '{"user.nick": "ü\\"q", "properties.score": 0.1, "top": [1, {"a": null}], '
+        '"properties.big": 12345678901234567890, "properties.tiny": 5e-324, "user.none": null}'
+    )
+    extra = [shared] * n
+    extra[3] = None  # no unknown field
+    extra[5] = '{"rare": -0.0}'  # a set of one row: added row by row
+    extra[7] = '{"user.external_user_id": "twice"}'  # replaces a member: row by row
+    frame = pl.DataFrame(
+        {
+            "event_type": ["users.behaviors.CustomEvent"] * n,
+            "id": [f"id{i}" for i in range(n)],
+            "time": list(range(n)),
+            "external_user_id": [f"u{i}" if i % 4 else None for i in range(n)],
+            "name": ["n"] * n,
+            "properties": ['{"n": 1.5, "s": "ü"}'] * n,
+            "extra": extra,
+        }
+    )
+    encoded = http_json(frame)
+    assert encoded is not None
+    expected = [to_http(row) for row in frame.to_dicts()]
+    assert [json.loads(event) for event in encoded] == expected
+    templated = [b'"custom_properties":{"n": 1.5, "s": "\xc3\xbc"}' in event for event in encoded]
+    assert [i for i, spliced in enumerate(templated) if not spliced] == [5, 7]
+    assert b'"big":12345678901234567890,' in encoded[0]  # an integer, never a float
+    assert b'"user":{"external_user_id":"u1","nick":"\xc3\xbc\\"q","none":null}' in encoded[1]
+    assert encoded[1].endswith(b'"tiny":5e-324},"top":[1,{"a":null}]}')
+
+
+@pytest.mark.parametrize(
+    "value", ["123456789012345678901234567890", '"\\ud800"', "-123456789012345678901"]
+)
+def test_shared_unknown_fields_orjson_cannot_write_take_the_row_path(value):
+    n = 40
+    frame = pl.DataFrame(
+        {
+            "event_type": ["users.behaviors.CustomEvent"] * n,
+            "id": [f"id{i}" for i in range(n)],
+            "time": list(range(n)),
+            "extra": [f'{{"x": {value}}}'] * n,
+        }
+    )
+    assert http_json(frame) is None
+
+
+def test_sets_of_unknown_fields_share_the_template_where_their_orders_agree():
+    sets = ['{"a": 1, "b": 2}', '{"b": 3, "user.c": 4}', '{"user.c": 5, "a": 6}']
+    n = 40 * len(sets)
+    frame = pl.DataFrame(
+        {
+            "event_type": ["users.behaviors.CustomEvent"] * n,
+            "id": [f"id{i}" for i in range(n)],
+            "time": list(range(n)),
+            "properties": ['{"n": 1}'] * n,
+            "extra": [sets[i % len(sets)] for i in range(n)],
+        }
+    )
+    encoded = http_json(frame)
+    assert encoded is not None
+    assert [json.loads(event) for event in encoded] == [to_http(r) for r in frame.to_dicts()]
+    templated = [b'{"n": 1}' in event for event in encoded]
+    # a, b, then c: the third set would put c before a
+    assert templated == [i % len(sets) != 2 for i in range(n)]

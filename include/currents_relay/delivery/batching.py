@@ -54,16 +54,18 @@ class Encoded:
         return cls(b",".join(events) + b"," if events else b"", bounds)
 
     @classmethod
-    def merge(cls, usual: Encoded, unusual: Encoded, from_unusual: np.ndarray) -> Encoded:
-        """Rows in order, each the next event of `unusual` where `from_unusual` holds and of
-        `usual` elsewhere, in a buffer of their own (one copy of each event's bytes)."""
-        addresses = np.empty(len(from_unusual), dtype=np.int64)
-        sizes = np.empty(len(from_unusual), dtype=np.int64)
-        for part, rows in ((usual, ~from_unusual), (unusual, from_unusual)):
+    def merge(cls, parts: Sequence[Encoded], which: np.ndarray) -> Encoded:
+        """Rows in order, row r the next event of `parts[which[r]]`, in a buffer of their own
+        (one copy of each event's bytes)."""
+        which = np.asarray(which, dtype=np.intp)
+        addresses = np.empty(len(which), dtype=np.int64)
+        sizes = np.empty(len(which), dtype=np.int64)
+        for p, part in enumerate(parts):
+            rows = which == p
             base = np.frombuffer(part.buffer, dtype=np.uint8).ctypes.data if len(part) else 0
             addresses[rows] = base + part.bounds[:-1]
             sizes[rows] = np.diff(part.bounds)  # each event with its comma
-        bounds = np.zeros(len(from_unusual) + 1, dtype=np.int64)
+        bounds = np.zeros(len(which) + 1, dtype=np.int64)
         np.cumsum(sizes, out=bounds[1:])
         out = np.empty(int(bounds[-1]), dtype=np.uint8)
         copy_at(addresses, sizes, out)

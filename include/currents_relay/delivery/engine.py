@@ -358,12 +358,13 @@ class Delivery:
         yield from _routed(event_type, ids, encoded, routes)
 
     def _written(self, frame: pl.DataFrame) -> Encoded | None:
-        """A chunk written from the partner's template (`Partner.wire_frame`), or None. Rows
-        with fields the catalogue does not know (`extra`) are written apart (by the partner,
-        if it can, else by the row path) and put back in their places."""
+        """A chunk written from the partner's template (`Partner.wire_frame`), or None. Where
+        the partner does not write fields the catalogue does not know (`extra`), the rows with
+        them are written apart (by the row path) and put back in their places."""
+        whole = self.partner.wire_frame(frame)
         odd = frame["extra"].is_not_null() if "extra" in frame.columns else None
-        if odd is None or not odd.any():
-            return self.partner.wire_frame(frame)
+        if whole is not None or odd is None or not odd.any():
+            return whole
         usual = self.partner.wire_frame(frame.filter(~odd))
         if usual is None:
             return None
@@ -371,7 +372,7 @@ class Delivery:
         unusual = self.partner.wire_frame(rows)
         if unusual is None:
             unusual, _ = self._rows_written(rows)
-        return Encoded.merge(usual, unusual, odd.to_numpy())
+        return Encoded.merge([usual, unusual], odd.to_numpy())
 
     def _rows_written(self, frame: pl.DataFrame) -> tuple[Encoded, list[str]]:
         """Each row as `Partner.wire_event` (after the PII policy) writes it, and its route."""
