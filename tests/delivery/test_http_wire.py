@@ -112,6 +112,22 @@ def test_rows_orjson_cannot_carry_take_the_row_path(properties, extra):
     assert http_json(frame) is None
 
 
+@pytest.mark.parametrize("extra", [None, '{"user.nick": "z"}'])
+def test_stored_json_no_reader_takes_sends_the_chunk_by_the_row_path(extra):
+    frame = pl.DataFrame(
+        {
+            "event_type": ["users.behaviors.CustomEvent"] * 2,
+            "id": ["a", "b"],
+            "time": [1, 2],
+            "properties": ['{"n": 1}', '{"x": NaN, "y": Infinity}'],
+            "extra": [extra, None],
+        },
+        schema_overrides={"extra": pl.String},
+    )
+    assert http_json(frame) is None
+    assert orjson.dumps(to_http(frame.row(1, named=True))).endswith(b'{"x":null,"y":null}}}')
+
+
 def test_nulls_are_left_out_and_custom_properties_are_spliced_as_json():
     frame = pl.DataFrame(
         {

@@ -58,11 +58,27 @@ def test_truthiness_nulls_and_nested_properties_follow_the_row_path():
         assert assert_same_messages(partner, frame) == 4
 
 
-def test_chunks_the_encoder_cannot_take_go_by_rows():
+def test_unknown_fields_are_spliced_into_properties_as_stored():
     frame = pl.DataFrame(
-        {"event_type": ["users.messages.email.Open"], "id": ["a"], "time": [1], "extra": ["{}"]}
+        {
+            "event_type": ["users.behaviors.CustomEvent"] * 3,
+            "id": ["a", "b", "c"],
+            "time": [1, 2, 3],
+            "external_user_id": ["u1", "u2", None],
+            "properties": ['{"n": 1.5}', None, '{"s": "ü"}'],
+            "extra": ['{"user.nick": "z", "big": 123456789012345678901234567890}', None, "{}"],
+        }
     )
-    assert PLAIN.wire_frame(frame) is None
-    assert (
-        PLAIN.wire_frame(frame.with_columns(pl.col("time").cast(pl.Float64)).drop("extra")) is None
+    assert assert_same_messages(PLAIN, frame) == 3
+
+
+@pytest.mark.parametrize(
+    ("column", "text"),
+    [("extra", '{"x": NaN}'), ("properties", '{"x": -Infinity}'), ("extra", '{"s": "NaN"}')],
+)
+def test_chunks_the_encoder_cannot_take_go_by_rows(column, text):
+    frame = pl.DataFrame(
+        {"event_type": ["users.behaviors.CustomEvent"], "id": ["a"], "time": [1], column: [text]}
     )
+    assert PLAIN.wire_frame(frame) is None  # the row path writes such a float as null
+    assert PLAIN.wire_frame(frame.with_columns(pl.col("time").cast(pl.Float64))) is None

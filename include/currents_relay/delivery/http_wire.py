@@ -37,9 +37,17 @@ def http_json(frame: pl.DataFrame) -> Encoded | None:
         return Encoded.of([])
     if "extra" in frame.columns and frame["extra"].null_count() < frame.height:
         return _with_extra(frame)
-    if not jt.wire_chunk_ok(frame):
+    if not _writable(frame):
         return None
     return jt.render(frame, _event(frame))
+
+
+def _writable(frame: pl.DataFrame) -> bool:
+    """Whether a chunk (without `extra`) can be written from the template."""
+    if not jt.wire_chunk_ok(frame):
+        return False
+    spliced = lookup(frame["event_type"][0]).http_properties_key and "properties" in frame.columns
+    return not spliced or jt.standard_json(frame["properties"])
 
 
 def _event(frame: pl.DataFrame, added: Mapping[str, list[tuple[str, str]]] | None = None) -> jt.Obj:
@@ -78,9 +86,9 @@ def _with_extra(frame: pl.DataFrame) -> Encoded | None:
     event of the type has it), each row writing those it has; rows with rarer sets are
     written without them, read back, given them and written again by orjson. None (the row
     path, which stays the definition) where orjson cannot write an event as `to_http` and
-    orjson do (NaN in stored JSON, integers beyond 64 bits, lone surrogates)."""
+    orjson do (integers beyond 64 bits, lone surrogates)."""
     base = frame.drop("extra")
-    if not jt.wire_chunk_ok(base):
+    if not _writable(base):
         return None
     fields = _unknown_fields(frame["extra"])
     if fields is None:

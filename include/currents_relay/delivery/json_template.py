@@ -124,6 +124,14 @@ def truthy(column: pl.Series) -> pl.Expr:
     return present
 
 
+def standard_json(stored: pl.Series) -> bool:
+    """Whether a column of stored JSON text can be spliced into an event as it is: the text
+    `json.dumps` writes for a NaN or infinite float (NaN, Infinity) is JSON no partner reads
+    (the row path writes such a value as null, as orjson does). A string that merely holds
+    one of those words counts too: its chunk takes the row path, which is slower, not wrong."""
+    return not stored.str.contains("NaN|Infinity").any()
+
+
 def wire_chunk_ok(frame: pl.DataFrame, integer_time: bool = False) -> bool:
     """Whether a chunk can be written from a template: one event type, no `extra` (fields the
     catalogue does not know: the row path writes them) and, if asked, integer `time`."""

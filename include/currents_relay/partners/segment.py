@@ -253,7 +253,10 @@ class Segment(Partner):
         both write the same messages)."""
         if frame.height == 0:
             return Encoded.of([])
-        if not jt.wire_chunk_ok(frame, integer_time=True):
+        if not jt.wire_chunk_ok(frame.drop("extra", strict=False), integer_time=True):
+            return None
+        stored = [c for c in ("properties", "extra") if c in frame.columns]  # spliced as stored
+        if not all(jt.standard_json(frame[c]) for c in stored):
             return None
         columns = set(frame.columns)
         event_type = frame["event_type"][0]
@@ -277,6 +280,9 @@ class Segment(Partner):
         if "properties" in columns:  # stored JSON, spliced in as it is
             nested_key = lookup(event_type).http_properties_key or "properties"
             properties.append(jt.Member(nested_key, jt.text(pl.col("properties"))))
+        if "extra" in columns:  # fields the catalogue does not know: stored JSON too
+            extra = pl.col("extra")
+            properties.append(jt.Member("extra", jt.text(pl.when(extra != "").then(extra))))
         properties.append(jt.Constant("braze_event_type", event_type))
         device = [jt.column(frame, c, k) for k, c in DEVICE_MEMBERS if c in columns]
         os = [when_truthy(k, c) for k, c in OS_MEMBERS if c in columns]
