@@ -63,3 +63,17 @@ def test_float_attributes_and_over_100_attributes_take_the_row_path():
     assert mparticle().wire_frame(pl.DataFrame(base | {"score": [0.1]})) is None
     wide = pl.DataFrame(base | {f"field_{i}": ["v"] for i in range(MParticle.max_events + 1)})
     assert mparticle().wire_frame(wide) is None
+
+
+def test_unknown_fields_keep_a_chunk_column_wise():
+    """`extra` is no attribute (the row path skips it), so its rows need not go by rows."""
+    frame = pl.DataFrame(
+        {
+            "event_type": ["users.messages.email.Open"] * 3,
+            "id": ["a", "b", "c"],
+            "time": [1, 2, 3],
+            "external_user_id": ["u1", "u2", None],
+            "extra": ['{"user.nick": "z"}', None, '{"x": NaN}'],
+        }
+    )
+    assert assert_same_events(frame)
