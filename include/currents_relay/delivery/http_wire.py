@@ -94,10 +94,8 @@ def _with_extra(frame: pl.DataFrame) -> Encoded | None:
     if fields is None:
         return None
     event = _event(base)
-    taken = {
-        section: {member.key for member in obj.members}
-        for section, obj in (("", event), *((m.key, m.value) for m in event.members[-2:]))
-    }
+    sections = {"": event} | {m.key: m.value for m in event.members if isinstance(m.value, jt.Obj)}
+    taken = {section: {member.key for member in obj.members} for section, obj in sections.items()}
     groups: dict[tuple[str, ...], list[int]] = {}
     for row, values in enumerate(fields):
         groups.setdefault(tuple(values), []).append(row)
@@ -144,14 +142,14 @@ def _with_extra(frame: pl.DataFrame) -> Encoded | None:
 def _placed(
     paths: list[str], taken: Mapping[str, set[str]]
 ) -> dict[str, list[tuple[str, str]]] | None:
-    """Where `add_extra` puts each unknown field: {section: [(key, column)]}; None where one
+    """Where `add_fields` puts each unknown field: {section: [(key, column)]}; None where one
     would replace a member the template already writes (its place would then differ)."""
     placed: dict[str, list[tuple[str, str]]] = {}
     for i, path in enumerate(paths):
         section, _, name = path.partition(".")
         if section not in ("user", "properties") or not name:
             section, name = "", path
-        if name in taken[section] or any(name == key for key, _ in placed.get(section, ())):
+        if name in taken[section]:
             return None
         placed.setdefault(section, []).append((name, ADDED.format(i)))
     return placed
