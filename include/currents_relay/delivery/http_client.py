@@ -18,6 +18,7 @@ an answer's status, a few headers and a short body. This does that, and nothing 
 
 from __future__ import annotations
 
+import functools
 import select
 import socket
 import ssl
@@ -88,7 +89,7 @@ class Client:
     ) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self._tls = ssl.create_default_context(cafile=ca_file or certifi.where())
+        self.ca_file = ca_file
         self._targets: dict[str, _Target] = {}
         self._connections: dict[tuple[bool, str, int], _Connection] = {}
 
@@ -128,6 +129,12 @@ class Client:
         else:
             connection.close()
         return response
+
+    @functools.cached_property
+    def _tls(self) -> ssl.SSLContext:
+        """Made at the first https connection: loading the authorities takes ~17 ms, which a
+        client of http:// URLs only (the sandbox, a proxy on the host) never pays."""
+        return ssl.create_default_context(cafile=self.ca_file or certifi.where())
 
     def close(self) -> None:
         for connection in self._connections.values():
