@@ -111,18 +111,18 @@ def _with_extra(frame: pl.DataFrame) -> Encoded | None:
         paths = wider
         by_template[rows] = True
     placed = _placed(paths, taken) or {}
-    templated = np.flatnonzero(by_template)
-    texts = []
-    try:
-        for i, path in enumerate(paths):
-            column: list[str | None] = [None] * frame.height
-            for row in templated:
-                if path in fields[row]:
-                    column[row] = orjson.dumps(fields[row][path]).decode()
-            texts.append(pl.Series(ADDED.format(i), column, pl.String))
+    try:  # every row's values (the rows added one by one are left out of this render)
+        texts = [
+            pl.Series(
+                ADDED.format(i),
+                [orjson.dumps(f[path]).decode() if path in f else None for f in fields],
+                pl.String,
+            )
+            for i, path in enumerate(paths)
+        ]
     except orjson.JSONEncodeError:
         return None
-    whole = len(templated) == frame.height
+    whole = bool(by_template.all())
     chunk = base.with_columns(texts)
     written = jt.render(chunk if whole else chunk.filter(by_template), _event(base, placed))
     if whole:
@@ -159,24 +159,28 @@ def _unknown_fields(extra: pl.Series) -> list[dict[str, Any]] | None:
     """Each row's unknown fields as `json.loads` reads them ({} for none), or None if one is
     not a JSON object. orjson reads most (~5x faster); not a number of 19 digits or more,
     which it would read as a float beyond 64 bits, nor what it refuses (NaN, lone surrogates)."""
-    long_numbers = extra.str.contains(r"\d{19}").fill_null(False).to_list()
-    fields: list[dict[str, Any]] = []
-    for text, careful in zip(extra.to_list(), long_numbers, strict=True):
-        if text is None:
-            fields.append({})
-            continue
-        value: Any = None
-        if not careful:
+    texts = extra.to_list()
+    careful = extra.str.contains(r"\d{19}").fill_null(False)
+    fields: list[Any] | None = None
+    if extra.null_count() == 0 and not careful.any():  # the usual chunk: one call a row
+        try:
+            fields = list(map(orjson.loads, texts))
+        except orjson.JSONDecodeError:
+            fields = None
+    if fields is None:
+        fields = []
+        for text, slow in zip(texts, careful.to_list(), strict=True):
             try:
-                value = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                careful = True
-        if careful:
-            try:
-                value = json.loads(text)
+                fields.append({} if text is None else _loads(text, slow))
             except ValueError:
                 return None
-        if not isinstance(value, dict):
-            return None
-        fields.append(value)
-    return fields
+    return fields if all(type(value) is dict for value in fields) else None
+
+
+def _loads(text: str, careful: bool) -> Any:
+    if not careful:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
