@@ -133,10 +133,9 @@ def standard_json(stored: pl.Series) -> bool:
 
 
 def wire_chunk_ok(frame: pl.DataFrame, integer_time: bool = False) -> bool:
-    """Whether a chunk can be written from a template: one event type, no `extra` (fields the
-    catalogue does not know: the row path writes them) and, if asked, integer `time`."""
-    if "extra" in frame.columns and frame["extra"].null_count() < frame.height:
-        return False
+    """Whether a chunk can be written from a template: one event type and, if asked, integer
+    `time`. (Each template puts the fields the catalogue does not know, `extra`, where its
+    `wire_event` does.)"""
     if "event_type" not in frame.columns or frame["event_type"].null_count():
         return False
     if integer_time and not frame.schema.get("time", pl.Null).is_integer():

@@ -176,8 +176,8 @@ class MParticle(Partner):
         the row path."""
         if frame.height == 0:
             return Encoded.of([])
-        if not jt.wire_chunk_ok(frame.drop("extra", strict=False), integer_time=True):
-            return None  # (unknown fields, `extra`, are no attribute: `wire_event` skips them)
+        if not jt.wire_chunk_ok(frame, integer_time=True):
+            return None
         names = [  # a column null throughout has no attribute to write
             name
             for name in frame.columns

@@ -253,7 +253,7 @@ class Segment(Partner):
         both write the same messages)."""
         if frame.height == 0:
             return Encoded.of([])
-        if not jt.wire_chunk_ok(frame.drop("extra", strict=False), integer_time=True):
+        if not jt.wire_chunk_ok(frame, integer_time=True):
             return None
         stored = [c for c in ("properties", "extra") if c in frame.columns]  # spliced as stored
         if not all(jt.standard_json(frame[c]) for c in stored):
