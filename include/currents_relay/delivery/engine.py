@@ -359,8 +359,9 @@ class Delivery:
 
     def _written(self, frame: pl.DataFrame) -> Encoded | None:
         """A chunk written from the partner's template (`Partner.wire_frame`), or None. Where
-        the partner does not write fields the catalogue does not know (`extra`), the rows with
-        them are written apart (by the row path) and put back in their places."""
+        the whole chunk cannot be, because of fields the catalogue does not know (`extra`:
+        values orjson cannot write), the rows with them are written apart (by the row path)
+        and put back in their places."""
         whole = self.partner.wire_frame(frame)
         odd = frame["extra"].is_not_null() if "extra" in frame.columns else None
         if whole is not None or odd is None or not odd.any():
