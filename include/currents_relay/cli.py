@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument(
         "--retry-after", type=float, help="Retry-After seconds on injected failures"
     )
+    sandbox.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    sandbox.add_argument(
+        "--rate-limit", type=float, help="answer 429 above this many requests a second"
+    )
 
     settings = commands.add_parser(
         "load-settings", help="load airflow_settings.yaml into the local Airflow"
@@ -165,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.fail_rate,
                 [int(s) for s in args.statuses.split(",")],
                 args.retry_after,
+                args.latency,
+                args.rate_limit,
             )
         elif args.command == "load-settings":
             from pathlib import Path

@@ -8,9 +8,17 @@ be rejected and single events "poisoned" (400). Each server records every event 
 can be reconciled: every selected event arrived, none twice. Given a certificate and its key
 (`Sandbox(tls=...)`), the servers speak HTTPS, as the partners do.
 
+A network knob makes a server look an internet away: `latency` (seconds added to every
+answer) and `rate_limit` (more than N requests in a second are answered 429 with
+`Retry-After`, as a partner's throttle does). Its stats report the most requests it had in
+flight at once. The servers are the standard library's `ThreadingHTTPServer` (a thread per
+connection, HTTP/1.1 keep-alive): bodies by `Content-Length` or chunked, gzip or not,
+`Expect: 100-continue` answered.
+
 Control, on every server: `GET /__sandbox/stats`, `POST /__sandbox/faults` (JSON: `rate`,
-`next`, `statuses`, `retry_after`, `modes`, `delay`), `POST /__sandbox/credentials`
-(`{"valid": false}`), `POST /__sandbox/poison` (`{"ids": [...]}`), `POST /__sandbox/reset`.
+`next`, `statuses`, `retry_after`, `modes`, `delay`), `POST /__sandbox/network` (`latency`,
+`rate_limit`), `POST /__sandbox/credentials` (`{"valid": false}`), `POST /__sandbox/poison`
+(`{"ids": [...]}`), `POST /__sandbox/reset`.
 """
 
 from __future__ import annotations
@@ -19,21 +27,20 @@ import base64
 import contextlib
 import gzip
 import json
+import math
 import random
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
-
-from currents_relay.delivery.http_client import read_headers
 
 DEFAULT_PORTS = {
     "treasure_data": 18081,
@@ -60,6 +67,23 @@ class Faults:
     modes: list[str] = field(default_factory=lambda: ["status"])  # status | reset | slow
     retry_after: float | None = None
     delay: float = 0.0  # seconds, for `slow`
+
+
+class RateLimit:
+    """At most `per_second` requests in any one-second window; beyond: 429 with Retry-After."""
+
+    def __init__(self, per_second: float) -> None:
+        self.per_second = per_second
+        self.times: deque[float] = deque()
+
+    def admit(self, now: float) -> float | None:
+        """None if admitted, else the seconds until a request would be."""
+        while self.times and self.times[0] <= now - 1.0:
+            self.times.popleft()
+        if len(self.times) < self.per_second:
+            self.times.append(now)
+            return None
+        return max(0.0, self.times[0] + 1.0 - now)
 
 
 class PartnerSim:
@@ -95,6 +119,14 @@ class PartnerSim:
             self.credentials_valid = True
             self.disabled = False
             self.poison = set()
+            self.in_flight = 0
+            self.max_in_flight = 0
+            self.set_network(0.0, None)
+
+    def set_network(self, latency: float, rate_limit: float | None) -> None:
+        """Seconds added to every answer; requests a second before answering 429."""
+        self.latency = latency
+        self.rate_limit = RateLimit(rate_limit) if rate_limit else None
 
     # -- to override ---------------------------------------------------------------------------
     def check(
@@ -137,6 +169,7 @@ class PartnerSim:
                 "max_body_bytes": self.max_body_bytes,
                 "max_request_events": self.max_request_events,
                 "gzip_requests": self.gzip_requests,
+                "max_in_flight": self.max_in_flight,
             }
 
     def accept(self, request_id: str, ids: list[str], body_bytes: int) -> None:
@@ -370,49 +403,31 @@ SIMS: dict[str, type[PartnerSim]] = {
 }
 
 
-class Headers(dict[str, str]):
-    """A request's headers by lower-cased name, looked up in any case."""
-
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
-        return super().get(name.lower(), default)
-
-    def __getitem__(self, name: str) -> str:
-        return super().__getitem__(name.lower())
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and super().__contains__(name.lower())
+def read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """A request's body as a server reads it: by `Content-Length` or chunked transfer coding,
+    then gzip-decoded when `Content-Encoding: gzip` says so."""
+    if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
+        parts = []
+        while True:
+            size = int(handler.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields
+                break
+            parts.append(handler.rfile.read(size))
+            handler.rfile.readline()  # the CRLF after each chunk
+        body = b"".join(parts)
+    else:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+    if handler.headers.get("Content-Encoding", "").lower() == "gzip":
+        body = gzip.decompress(body)
+    return body
 
 
 def _handler(sim: PartnerSim) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def parse_request(self) -> bool:
-            """The request line and headers, read without the `email` package the standard
-            library parses headers with (~45 -> ~5 us a request): a partner's server must
-            not take the cores of the client it measures. HTTP/1.0 and 1.1 only."""
-            self.command, self.close_connection = None, True
-            self.request_version = self.default_request_version  # until the line is read
-            self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-            words = self.requestline.split()
-            if len(words) != 3 or words[2] not in ("HTTP/1.0", "HTTP/1.1"):
-                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request ({self.requestline!r})")
-                return False
-            self.command, self.path, self.request_version = words
-            try:  # read as the push's client reads an answer's headers
-                headers = Headers(read_headers(self.rfile))
-            except ValueError as error:  # a line too long, too many lines
-                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, str(error))
-                return False
-            except OSError:  # the client left mid-headers
-                return False
-            self.headers = headers  # type: ignore[assignment]
-            connection = headers.get("connection", "").lower()
-            old = self.request_version == "HTTP/1.0" and connection != "keep-alive"
-            self.close_connection = old or connection == "close"
-            if headers.get("expect", "").lower() == "100-continue" and not old:
-                return self.handle_expect_100()
-            return True
+        protocol_version = "HTTP/1.1"  # keep-alive, as the partners' servers
 
         def setup(self) -> None:
             super().setup()
@@ -422,15 +437,13 @@ def _handler(sim: PartnerSim) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-            lines = [
-                f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
-                f"Content-Length: {len(body)}",
-                "Content-Type: text/plain",
-            ]
-            lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-            self.wfile.write(
-                ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-            )  # one write: no delayed-ACK stall
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Type", "text/plain")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
 
         def _control(self, path: str, body: bytes) -> None:
             data = json.loads(body or b"{}")
@@ -445,6 +458,8 @@ def _handler(sim: PartnerSim) -> type[BaseHTTPRequestHandler]:
                 sim.disabled = bool(data.get("disabled", True))
             elif path == "/__sandbox/poison":
                 sim.poison = set(data.get("ids", []))
+            elif path == "/__sandbox/network":
+                sim.set_network(float(data.get("latency", 0.0)), data.get("rate_limit"))
             elif path == "/__sandbox/reset":
                 sim.reset()
             else:
@@ -452,39 +467,37 @@ def _handler(sim: PartnerSim) -> type[BaseHTTPRequestHandler]:
                 return
             self._reply(200, b"ok")
 
-        def _discard(self, length: int) -> None:
-            """Read `length` bytes of body into one reused buffer (sink mode: a body that is
-            never looked at costs no allocation, no page faults, no copy beyond the socket's)."""
-            spare = self.__dict__.setdefault("_spare", memoryview(bytearray(1 << 20)))
-            while length:
-                got = self.rfile.readinto(spare[: min(length, len(spare))])
-                if not got:
-                    raise ConnectionError("the client closed the connection mid-body")
-                length -= got
-
         def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
             url = urlsplit(self.path)
-            sink = not sim.check_bodies and not url.path.startswith("/__sandbox/")
-            if sink and self.headers.get("Content-Encoding") != "gzip":
-                self._discard(length)
-                with sim.lock:
-                    sim.requests += 1
-                status, text = sim.success
-                self._reply(status, text)  # answer as the partner, unread (benchmarks)
-                return
-            body = self.rfile.read(length) if length else b""
-            if self.headers.get("Content-Encoding") == "gzip":
-                body = gzip.decompress(body)
-                with sim.lock:
-                    sim.gzip_requests += 1
             if url.path.startswith("/__sandbox/"):
-                self._control(url.path, body)
+                self._control(url.path, read_body(self))
                 return
             with sim.lock:
+                sim.in_flight += 1
+                sim.max_in_flight = max(sim.max_in_flight, sim.in_flight)
+            try:
+                self._answer(url)
+            finally:
+                with sim.lock:
+                    sim.in_flight -= 1
+
+        def _answer(self, url: Any) -> None:
+            gzipped = self.headers.get("Content-Encoding", "").lower() == "gzip"
+            body = read_body(self)
+            with sim.lock:
                 sim.requests += 1
+                sim.gzip_requests += gzipped
                 request_id = f"{sim.name}-{sim.requests}"
-            if not sim.check_bodies:  # sink mode, a gzip body: read whole, then left unread
+                wait = sim.rate_limit.admit(time.monotonic()) if sim.rate_limit else None
+            if sim.latency:
+                time.sleep(sim.latency)
+            if wait is not None:
+                with sim.lock:
+                    sim.statuses[429] += 1
+                retry_after = str(max(1, math.ceil(wait)))
+                self._reply(429, b"rate limit exceeded", {"Retry-After": retry_after})
+                return
+            if not sim.check_bodies:  # sink mode: read whole, then left unread (benchmarks)
                 status, text = sim.success
                 self._reply(status, text)
                 return
@@ -526,6 +539,15 @@ def _handler(sim: PartnerSim) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that leaves mid-request (a killed push, a reset) is not an error here."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, ssl.SSLError)):
+            super().handle_error(request, client_address)
+
+
 class Sandbox:
     """All partner servers; `start()` returns their base URLs by destination name."""
 
@@ -537,20 +559,22 @@ class Sandbox:
         secrets: dict[str, str] | None = None,
         check_bodies: bool = True,
         tls: tuple[Path, Path] | None = None,
+        latency: float = 0.0,
+        rate_limit: float | None = None,
     ) -> None:
         names = names or list(SIMS)
         self.tls = tls  # (certificate, key): serve HTTPS, as the partners do
         self.sims = {name: SIMS[name]((secrets or {}).get(name), record) for name in names}
         for sim in self.sims.values():
             sim.check_bodies = check_bodies
+            sim.set_network(latency, rate_limit)
         self.ports = ports or dict.fromkeys(names, 0)
-        self.servers: dict[str, ThreadingHTTPServer] = {}
+        self.servers: dict[str, _Server] = {}
         self.threads: list[threading.Thread] = []
 
     def start(self) -> dict[str, str]:
         for name, sim in self.sims.items():
-            server = ThreadingHTTPServer(("127.0.0.1", self.ports.get(name, 0)), _handler(sim))
-            server.daemon_threads = True
+            server = _Server(("127.0.0.1", self.ports.get(name, 0)), _handler(sim))
             if self.tls:
                 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 context.load_cert_chain(*self.tls)
@@ -593,17 +617,20 @@ def serve(
     fail_rate: float,
     statuses: list[int],
     retry_after: float | None,
+    latency: float = 0.0,
+    rate_limit: float | None = None,
 ) -> None:
-    """Run every partner server until interrupted (the `sandbox` CLI command)."""
+    """Run every partner server until interrupted (the `sandbox` CLI command); prints one
+    JSON object, each server's URL and key by destination, once they listen."""
     ports = {
         name: (base_port + i if base_port else DEFAULT_PORTS[name]) for i, name in enumerate(SIMS)
     }
-    sandbox = Sandbox(ports=ports, record=record)
+    sandbox = Sandbox(ports=ports, record=record, latency=latency, rate_limit=rate_limit)
     for sim in sandbox.sims.values():
         sim.faults = Faults(rate=fail_rate, statuses=statuses, retry_after=retry_after)
     urls = sandbox.start()
-    for name, url in urls.items():
-        print(f"{name:14s} {url}  (key: {sandbox.sims[name].secret})", flush=True)
+    servers = {name: {"url": url, "key": sandbox.sims[name].secret} for name, url in urls.items()}
+    print(json.dumps(servers), flush=True)
     try:
         while True:
             time.sleep(3600)
