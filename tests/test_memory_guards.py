@@ -16,8 +16,6 @@ import pytest
 
 import currents_relay.ingest as ingest_module
 from currents_relay.delivery import engine as engine_module
-from currents_relay.delivery import http_wire, json_template
-from currents_relay.delivery.batching import Encoded, Pieces
 from currents_relay.delivery.engine import Delivery, Selection
 from currents_relay.delivery.partner import Endpoint
 from currents_relay.generator import generate_hour
@@ -126,71 +124,3 @@ def test_push_holds_one_chunk_and_opens_each_lake_file_once(hours, tmp_path, mon
     ledger = lake / "deliveries" / "custom_http" / f"hour={HOUR}"
     assert counts["requests"] > 100
     assert len(list(ledger.glob("ack-*"))) == 1  # one journal for the run, folded to Parquet
-
-
-def test_push_writes_each_chunk_in_one_pass_and_no_object_per_event(hours, tmp_path, monkeypatch):
-    """Every event is written once, by the compiled kernel (a chunk's rows cut into at most
-    one part per writer) or by the row path; a body is sent as the chunks' buffers: no event
-    ever becomes a Python object of its own on the way out, but the ~1% with fields the
-    catalogue does not know (read back and written again with them)."""
-    lake = tmp_path / "lake"
-    process_hour(str(hours[4_000]), str(lake), parse_hour(HOUR))
-    monkeypatch.setattr(engine_module, "ENCODE_CHUNK_ROWS", 700)
-    monkeypatch.setattr(json_template, "PART_ROWS", 20)  # chunks written on two threads
-    monkeypatch.setattr(json_template, "WRITERS", 2)
-    chunks, kernel_calls, kernel_rows, row_path, per_event = [0], [0], [0], [0], [0]
-    later_parts, unknown_fields, inside = [0], [0], [False]
-    real_chunk, real_kernel = Delivery._select_chunk, json_template.kernel.write_rows
-    real_rows, real_item = Delivery._rows_written, Encoded.__getitem__
-    real_extra = http_wire._with_extra
-    joined = [0]
-    real_join = Pieces.__bytes__
-
-    def counting_join(self):
-        joined[0] += 1
-        return real_join(self)
-
-    def counting_chunk(self, event_type, frame):
-        chunks[0] += 1
-        return real_chunk(self, event_type, frame)
-
-    def counting_kernel(*args):
-        kernel_calls[0] += 1
-        later_parts[0] += args[5] > 0  # `first`: a part that starts inside its chunk
-        written = real_kernel(*args)
-        kernel_rows[0] += written
-        return written
-
-    def counting_rows(self, frame):
-        row_path[0] += frame.height
-        return real_rows(self, frame)
-
-    def counting_item(self, index):
-        per_event[0] += not inside[0]
-        return real_item(self, index)
-
-    def counting_extra(frame):
-        unknown_fields[0] += frame.height
-        inside[0] = True
-        try:
-            return real_extra(frame)
-        finally:
-            inside[0] = False
-
-    monkeypatch.setattr(Delivery, "_select_chunk", counting_chunk)
-    monkeypatch.setattr(json_template.kernel, "write_rows", counting_kernel)
-    monkeypatch.setattr(Delivery, "_rows_written", counting_rows)
-    monkeypatch.setattr(Encoded, "__getitem__", counting_item)
-    monkeypatch.setattr(http_wire, "_with_extra", counting_extra)
-    monkeypatch.setattr(Pieces, "__bytes__", counting_join)
-    with Sandbox(names=["custom_http"]) as sandbox:
-        sim = sandbox.sims["custom_http"]
-        partner = CustomHttp(Endpoint(sandbox.urls()["custom_http"], password=sim.secret))
-        counts = Delivery(str(lake), HOUR, partner, Selection()).run()
-    assert counts["delivered"] == counts["selected"] > 2_000
-    assert sim.accepted_events == counts["delivered"] and sim.duplicates == 0
-    assert kernel_rows[0] + row_path[0] == counts["delivered"]  # each event written once
-    assert kernel_rows[0] > 0.9 * counts["delivered"]
-    assert later_parts[0] > 0 and kernel_calls[0] <= 2 * chunks[0]  # two parts a chunk at most
-    assert per_event[0] == 0 and 0 < unknown_fields[0] < 0.05 * counts["delivered"]
-    assert joined[0] == 0  # bodies go to the socket as their chunks' buffers, never joined

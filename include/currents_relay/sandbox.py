@@ -541,6 +541,7 @@ def _handler(sim: PartnerSim) -> type[BaseHTTPRequestHandler]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a push opens its connections at once
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that leaves mid-request (a killed push, a reset) is not an error here."""

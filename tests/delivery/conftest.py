@@ -18,6 +18,17 @@ EXTRA = {"treasure_data": {"database": "currents", "table": "events"}}
 LOGIN = {"mparticle": "sandbox-mparticle-key"}
 
 
+@pytest.fixture(autouse=True)
+def no_documented_rate_limits(monkeypatch):
+    """The partners' documented rates (Segment 50 requests/s, mParticle 270 batches/s) would
+    make every small test hour take seconds; the tests of pacing set their own."""
+    from currents_relay.partners.mparticle import MParticle
+    from currents_relay.partners.segment import Segment
+
+    monkeypatch.setattr(Segment, "requests_per_second", None)
+    monkeypatch.setattr(MParticle, "units_per_second", None)
+
+
 @pytest.fixture(scope="session")
 def ingested_lake(generated_hour, tmp_path_factory):
     landing, _ = generated_hour
@@ -40,11 +51,12 @@ def sandbox(tmp_path):
         yield running
 
 
-def endpoint(sandbox: Sandbox, name: str, secret: str | None = None) -> Endpoint:
+def endpoint(sandbox: Sandbox, name: str, secret: str | None = None, **extra) -> Endpoint:
+    """The connection of `name` to its sandbox server; `extra`: more connection extras."""
     sim = sandbox.sims[name]
     return Endpoint(
         sandbox.urls()[name],
         login=LOGIN.get(name),
         password=secret if secret is not None else sim.secret,
-        extra=EXTRA.get(name, {}),
+        extra=EXTRA.get(name, {}) | extra,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import random
 
-import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -113,29 +112,6 @@ def test_encoded_events_slice_and_take_without_losing_bytes():
     assert list(encoded.take([3, 0, 2])) == [events[3], events[0], events[2]]
     assert list(encoded.slice(1, 4).take([2, 0])) == [events[3], events[1]]
     assert len(Encoded.of([])) == 0 and len(encoded.take([])) == 0
-
-
-def test_merged_events_take_their_rows_places():
-    usual, unusual = [b'{"u":0}', b"", b'{"u":2}'], [b'{"odd":1}', b"[" * 40]
-    rows = np.array([False, True, False, False, True])
-    merged = Encoded.merge([Encoded.of(usual).slice(0, 3), Encoded.of(unusual)], rows)
-    assert list(merged) == [usual[0], unusual[0], usual[1], usual[2], unusual[1]]
-    assert bytes(merged.joined()) == b",".join(merged)
-    only = Encoded.merge([Encoded.of([]), Encoded.of(unusual)], np.array([True, True]))
-    assert list(only) == unusual
-    assert list(Encoded.merge([Encoded.of(usual), Encoded.of([])], np.zeros(3, bool))) == usual
-    third = [b'{"t":0}', b'{"t":1}']
-    which = np.array([2, 0, 1, 2, 0, 1, 0])
-    merged = Encoded.merge([Encoded.of(usual), Encoded.of(unusual), Encoded.of(third)], which)
-    assert list(merged) == [
-        third[0],
-        *usual[:1],
-        unusual[0],
-        third[1],
-        usual[1],
-        unusual[1],
-        usual[2],
-    ]
 
 
 def test_batch_id_hashes_each_event_however_the_runs_are_cut():

@@ -13,8 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from currents_relay.delivery.engine import Delivery, DeliveryIncomplete, RetryPolicy, Selection
-from currents_relay.delivery.http_client import Client
+from currents_relay.delivery.engine import Delivery, DeliveryStopped, Selection
 from currents_relay.delivery.push import build_partner
 from currents_relay.destinations import enabled_destinations
 from currents_relay.sandbox import Sandbox
@@ -66,9 +65,9 @@ def test_a_push_over_tls_delivers_every_event_once(lake, tmp_path, name):
     pushed = destination(name)
     with Sandbox(names=[pushed.partner], tls=(cert, key)) as sandbox:
         sim = sandbox.sims[pushed.partner]
-        partner = build_partner(pushed, endpoint(sandbox, pushed.partner))
-        trusting = Client(ca_file=str(cert))
-        counts = Delivery(str(lake), HOUR, partner, Selection(), client=trusting).run()
+        trusting = endpoint(sandbox, pushed.partner, verify=str(cert))
+        partner = build_partner(pushed, trusting)
+        counts = Delivery(str(lake), HOUR, partner, Selection()).run()
     assert partner.endpoint.url.startswith("https://")
     assert counts["delivered"] == counts["selected"] > 0 and counts["pending"] == 0
     assert sim.accepted_events == counts["delivered"] and sim.duplicates == 0  # bodies whole
@@ -76,27 +75,12 @@ def test_a_push_over_tls_delivers_every_event_once(lake, tmp_path, name):
 
 def test_a_certificate_nobody_trusts_is_refused(lake, tmp_path):
     cert, key = self_signed(tmp_path)
-    policy = RetryPolicy(budget_seconds=0.3, base_delay=0.01, max_delay=0.05)
     with Sandbox(names=["treasure_data"], tls=(cert, key)) as sandbox:
         sim = sandbox.sims["treasure_data"]
         partner = build_partner(destination("treasure_data"), endpoint(sandbox, "treasure_data"))
-        delivery = Delivery(str(lake), HOUR, partner, Selection(), policy=policy)
-        with pytest.raises(DeliveryIncomplete):
-            delivery.run()  # the default client trusts the public authorities only
-    assert sim.requests == 0 and delivery.counts()["delivered"] == 0
-    assert delivery.stats.statuses["SSLError"] > 0
-
-
-def test_a_tls_connection_is_kept_between_requests(tmp_path):
-    """TLS 1.3 servers send session tickets after the handshake: they must not make the
-    kept connection look dropped (a new handshake per request)."""
-    cert, key = self_signed(tmp_path)
-    with Sandbox(names=["custom_http"], tls=(cert, key), check_bodies=False) as sandbox:
-        client = Client(ca_file=str(cert))
-        connects = []
-        real_connect = client._connect
-        client._connect = lambda target: connects.append(target) or real_connect(target)
-        url = sandbox.urls()["custom_http"] + "/events"
-        statuses = {client.post(url, {}, b'{"events": []}').status for _ in range(20)}
-        client.close()
-    assert statuses == {200} and len(connects) == 1
+        delivery = Delivery(str(lake), HOUR, partner, Selection())
+        with pytest.raises(DeliveryStopped, match=r"certificate is not trusted.*verify"):
+            delivery.run()  # the default trusts the public authorities only
+    counts = delivery.counts()
+    assert sim.requests == 0 and counts["delivered"] == 0 and counts["requests"] == 1
+    assert counts["statuses"] == {"SSLError": 1}

@@ -5,13 +5,14 @@ back to back in one buffer); a `Batch` is one request's worth: slices of chunks,
 Cut points are found with a cumulative sum and a binary search per batch, so nothing here
 loops over events in Python: the batches are exactly those of the greedy rule "add events in
 order while the batch stays within the count and byte limits", which a test checks against a
-per-event version. A batch's body is its chunks' buffers joined, never one object per event,
+per-event version. A batch's body is its chunks' slices joined, never one object per event,
 and its events' ids stay as Arrow keeps them (`Ids`) from the lake to the ledger.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -19,21 +20,17 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from currents_relay.delivery.json_kernel import copy_at, framed, gather
-
 
 def _gathered(
     buffer: memoryview, bounds: np.ndarray, indices: list[int] | np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The slices `buffer[bounds[i]:bounds[i + 1]]` at `indices`, in that order, copied into
+) -> tuple[bytes, np.ndarray]:
+    """The slices `buffer[bounds[i]:bounds[i + 1]]` at `indices`, in that order, joined into
     a buffer of their own, and their bounds there."""
     at = np.asarray(indices, dtype=np.int64)
-    starts, stops = bounds[at], bounds[at + 1]
+    starts, stops = bounds[at].tolist(), bounds[at + 1].tolist()
     gathered = np.zeros(len(at) + 1, dtype=np.int64)
-    np.cumsum(stops - starts, out=gathered[1:])
-    out = np.empty(int(gathered[-1]), dtype=np.uint8)
-    gather(np.frombuffer(buffer, dtype=np.uint8), starts, stops, out)
-    return out, gathered
+    np.cumsum(bounds[at + 1] - bounds[at], out=gathered[1:])
+    return b"".join(buffer[a:b] for a, b in zip(starts, stops, strict=True)), gathered
 
 
 class Encoded:
@@ -52,24 +49,6 @@ class Encoded:
         bounds = np.zeros(len(events) + 1, dtype=np.int64)
         np.cumsum(sizes + 1, out=bounds[1:])
         return cls(b",".join(events) + b"," if events else b"", bounds)
-
-    @classmethod
-    def merge(cls, parts: Sequence[Encoded], which: np.ndarray) -> Encoded:
-        """Rows in order, row r the next event of `parts[which[r]]`, in a buffer of their own
-        (one copy of each event's bytes)."""
-        which = np.asarray(which, dtype=np.intp)
-        addresses = np.empty(len(which), dtype=np.int64)
-        sizes = np.empty(len(which), dtype=np.int64)
-        for p, part in enumerate(parts):
-            rows = which == p
-            base = np.frombuffer(part.buffer, dtype=np.uint8).ctypes.data if len(part) else 0
-            addresses[rows] = base + part.bounds[:-1]
-            sizes[rows] = np.diff(part.bounds)  # each event with its comma
-        bounds = np.zeros(len(which) + 1, dtype=np.int64)
-        np.cumsum(sizes, out=bounds[1:])
-        out = np.empty(int(bounds[-1]), dtype=np.uint8)
-        copy_at(addresses, sizes, out)
-        return cls(out, bounds)
 
     def __len__(self) -> int:
         return len(self.bounds) - 1
@@ -95,20 +74,6 @@ class Encoded:
     def joined(self) -> memoryview:
         """The events joined with commas (no copy)."""
         return self.buffer[self.bounds[0] : self.bounds[-1] - 1]
-
-
-@dataclass(frozen=True, slots=True)
-class Pieces:
-    """A request body as the buffers it is made of, in order: sent one after the other, never
-    joined (a 4 MB body is not copied once more on its way to the socket)."""
-
-    buffers: tuple[bytes | memoryview, ...]
-
-    def __len__(self) -> int:  # bytes
-        return sum(len(buffer) for buffer in self.buffers)
-
-    def __bytes__(self) -> bytes:
-        return b"".join(self.buffers)
 
 
 class Ids:
@@ -171,14 +136,12 @@ class Ids:
         data = pa.py_buffer(bytes(self.data[first:last]))
         return pa.StringArray.from_buffers(len(self), pa.py_buffer(offsets), data)
 
-    def keyed(self, event_type: str) -> np.ndarray:
+    def keyed(self, event_type: str) -> bytes:
         """`<event_type>\x1f<id>\x1e` for each id, one after the other (what batch ids hash)."""
-        head = np.frombuffer(f"{event_type}\x1f".encode(), dtype=np.uint8)
-        n, held = len(self), int(self.offsets[-1] - self.offsets[0])
-        out = np.empty(n * (len(head) + 1) + held, dtype=np.uint8)
-        data = np.frombuffer(self.data, dtype=np.uint8)
-        framed(head, 0x1E, data, self.offsets, out)
-        return out
+        head = f"{event_type}\x1f".encode()
+        bounds = self.offsets.tolist()
+        data = self.data
+        return b"".join(head + data[a:b] + b"\x1e" for a, b in itertools.pairwise(bounds))
 
 
 def batch_id(runs: Iterable[tuple[str, Ids | Sequence[str]]]) -> str:
@@ -239,15 +202,14 @@ class Batch:
         """Each event's JSON (for bodies that regroup events)."""
         return [event for part in self.parts for event in part.encoded]
 
-    def body(self, head: bytes, tail: bytes) -> Pieces:
-        """`head`, the events joined with commas, `tail`, as the buffers that hold them (each
-        part's events are one slice of its chunk's buffer): nothing is copied until the
-        socket sends them."""
+    def body(self, head: bytes, tail: bytes) -> bytes:
+        """`head`, the events joined with commas, `tail` (each part's events are one slice of
+        its chunk's buffer)."""
         pieces: list[bytes | memoryview] = [head]
         for part in self.parts:
             pieces += (part.encoded.joined(), b",")
         pieces[-1] = tail
-        return Pieces(tuple(pieces))
+        return b"".join(pieces)
 
     def runs(self) -> list[tuple[str, Ids]]:
         """(event_type, ids) runs, as the ledger records them."""

@@ -19,13 +19,12 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
 
-import orjson
-import polars as pl
-
-from currents_relay.delivery.batching import Batch, Encoded, Pieces
-from currents_relay.delivery.http_wire import http_json
+from currents_relay.delivery.batching import Batch
 from currents_relay.normalize import to_http
+
+SECRET_QUERY_WORDS = ("key", "token", "secret", "password", "signature", "sig", "auth")
 
 
 class Outcome(enum.Enum):
@@ -56,23 +55,28 @@ class Endpoint:
         return cls(url=host, login=conn.login or None, password=conn.password or None, extra=extra)
 
 
-# A request body: bytes, or the buffers that hold it (`Pieces`: sent without a join).
-Body = bytes | Pieces
+Body = bytes
 
 
 @dataclass(frozen=True)
 class Request:
     url: str
     headers: dict[str, str]
-    body: Body
+    body: bytes
+    units: int = 1  # what the partner's rate limit counts in this request, beyond requests
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """How hard one push task may drive a destination."""
+
+    max_in_flight: int
+    requests_per_second: float | None
+    units_per_second: float | None
 
 
 class ConfigurationError(ValueError):
     """A destination's connection is missing something it needs."""
-
-
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
 
 
 class Partner:
@@ -85,6 +89,12 @@ class Partner:
     default_event_types: ClassVar[tuple[str, ...] | None] = None  # None: every event type
     acknowledgement: ClassVar[str] = "synchronous"
     docs: ClassVar[str] = ""
+    # Concurrency defaults, overridable in the destination's configuration. A rate is the
+    # partner's documented limit for all our senders together (None: none documented);
+    # each push task takes its share (divided by `pool_slots`, the destination pool's slots).
+    max_in_flight: ClassVar[int] = 16
+    requests_per_second: ClassVar[float | None] = None
+    units_per_second: ClassVar[float | None] = None  # e.g. mParticle's event batches a second
 
     event_overhead: ClassVar[int] = 0  # bytes the body adds around each event (beyond a comma)
 
@@ -104,24 +114,9 @@ class Partner:
         """A canonical row in the partner's event shape (default: Braze's HTTP event)."""
         return to_http(row)
 
-    def wire_frame(self, frame: pl.DataFrame) -> Encoded | None:
-        """`wire_event` for a whole chunk of one event type, written from a template
-        (`delivery.json_template`), or None for the row path (`wire_event` then `dumps`, a row
-        at a time). A partner that overrides `wire_event` overrides this too, or keeps None."""
-        if type(self).wire_event is not Partner.wire_event:
-            return None
-        return http_json(frame)
-
     def route(self, row: Mapping[str, Any]) -> str:
         """Which credentials/endpoint an event needs; one request never mixes routes."""
         return ""
-
-    def frame_routes(self, frame: pl.DataFrame) -> list[str] | None:
-        """`route` for each row of a chunk, or None: every row takes the route "". A partner
-        that overrides `route` overrides this too, or its chunks take the row path."""
-        if type(self).route is not Partner.route:
-            return None
-        return [""] * frame.height
 
     # A body that is the events joined with commas between these two (None: `body` regroups
     # them, and is given each event).
@@ -133,9 +128,9 @@ class Partner:
         head, tail = self.envelope
         return head + b",".join(events) + tail
 
-    def batch_body(self, batch: Batch, batch_id: str) -> Body:
-        """`body` of a batch: its chunks' buffers inside the envelope (`Pieces`, not joined),
-        or `body` of each event where the partner regroups them."""
+    def batch_body(self, batch: Batch, batch_id: str) -> bytes:
+        """`body` of a batch: its events inside the envelope, or `body` of each event where
+        the partner regroups them."""
         if self.envelope and type(self).body is Partner.body:
             return batch.body(*self.envelope)
         return self.body(batch.encoded(), batch_id)
@@ -155,12 +150,35 @@ class Partner:
         return Outcome.RETRY
 
     # -- shared helpers ------------------------------------------------------------------------
+    def concurrency(self) -> Concurrency:
+        """This push task's share of the partner's limits: the options `max_in_flight`,
+        `requests_per_second`, `units_per_second` (or the partner's defaults), the rates
+        divided by `pool_slots` (push tasks of this destination that may run at once)."""
+        options = self.options
+        slots = max(1, int(options.get("pool_slots", 1)))
+
+        def share(option: str, default: float | None) -> float | None:
+            value = options.get(option, default)
+            return float(value) / slots if value else None
+
+        return Concurrency(
+            max_in_flight=max(1, int(options.get("max_in_flight", self.max_in_flight))),
+            requests_per_second=share("requests_per_second", self.requests_per_second),
+            units_per_second=share("units_per_second", self.units_per_second),
+        )
+
     def secrets(self) -> list[str]:
-        """Every secret value and derived secret (for masking and redaction)."""
+        """Every secret value and derived secret (for masking and redaction): the password,
+        Basic credentials, and a password or key-like query values in the URL."""
         values = [self.endpoint.password or ""]
         if self.endpoint.login and self.endpoint.password:
             pair = f"{self.endpoint.login}:{self.endpoint.password}".encode()
             values.append(base64.b64encode(pair).decode())
+        url = urlsplit(self.endpoint.url)
+        values.append(url.password or "")
+        for key, value in parse_qsl(url.query):
+            if any(word in key.lower() for word in SECRET_QUERY_WORDS):
+                values.append(value)
         return [v for v in values if v]
 
     def redact(self, text: str) -> str:

@@ -32,10 +32,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import orjson
-import polars as pl
 
-from currents_relay.delivery import json_template as jt
-from currents_relay.delivery.batching import Encoded
 from currents_relay.delivery.partner import Body, ConfigurationError, Endpoint, Partner, Request
 from currents_relay.partners.segment import BRAZE_PARTNER_EVENT_TYPES, event_name
 
@@ -119,6 +116,10 @@ class MParticle(Partner):
     acknowledgement: ClassVar[str] = (
         "accepted: mParticle answers 202 and may drop invalid batches later"
     )
+    # "Events API: 270 batches per second" per account by default (a batch: one user's
+    # events; https://docs.mparticle.com/guides/default-service-limits/); requests are not
+    # limited beyond it.
+    units_per_second: ClassVar[float | None] = 270.0
 
     def validate(self) -> None:
         if self.endpoint.url.rstrip("/") in ("", "https:", "http:"):
@@ -159,69 +160,6 @@ class MParticle(Partner):
     def route(self, row: Mapping[str, Any]) -> str:
         platform = str(row.get("platform") or "").lower()
         return platform if platform in FEEDS and platform in self.credentials() else UNBOUND
-
-    def frame_routes(self, frame: pl.DataFrame) -> list[str] | None:
-        """`route` for each row of a chunk."""
-        feeds = [feed for feed in FEEDS if feed in self.credentials()]
-        if "platform" not in frame.columns or not feeds:
-            return [UNBOUND] * frame.height
-        platform = pl.col("platform").cast(pl.String).str.to_lowercase()
-        route = pl.when(platform.is_in(feeds)).then(platform).otherwise(pl.lit(UNBOUND))
-        return frame.select(route).to_series().to_list()
-
-    def wire_frame(self, frame: pl.DataFrame) -> Encoded | None:
-        """`wire_event` for a whole chunk of one event type, from a template (tests prove
-        both write the same events and count the same adjustments). Chunks with float or list
-        attributes (written as Python's `json.dumps` writes them) or over 100 attributes take
-        the row path."""
-        if frame.height == 0:
-            return Encoded.of([])
-        if not jt.wire_chunk_ok(frame, integer_time=True):
-            return None
-        names = [  # a column null throughout has no attribute to write
-            name
-            for name in frame.columns
-            if name not in SKIP_ATTRIBUTES and frame.schema[name] != pl.Null
-        ]
-        kinds = [frame.schema[name] for name in names]
-        if len(names) > MAX_ATTRIBUTES or not all(
-            kind == pl.String or kind == pl.Boolean or kind.is_integer() for kind in kinds
-        ):
-            return None
-        strings = [name for name, kind in zip(names, kinds, strict=True) if kind == pl.String]
-        too_long = (
-            frame.select(
-                [(pl.col(name).str.len_chars() > MAX_VALUE_CHARS).sum() for name in strings]
-            ).row(0)
-            if strings
-            else ()
-        )
-        if sum(too_long):
-            self.adjustments["values_truncated"] += sum(too_long)
-            frame = frame.with_columns(
-                pl.col(name).str.slice(0, MAX_VALUE_CHARS) for name in strings
-            )
-        attributes = [jt.Member(name, jt.string(pl.col(name))) for name in names]  # all text
-        event_type = frame["event_type"][0]
-        if "external_user_id" in frame.columns:  # the user's id, or null
-            user = pl.col("external_user_id")
-            customer = [
-                jt.Member("customer_id", jt.value(frame["external_user_id"])),
-                jt.Member("customer_id", jt.text(pl.when(user.is_null()).then(pl.lit("null")))),
-            ]
-        else:
-            customer = [jt.Constant("customer_id", None)]
-        data = jt.Obj(
-            [
-                jt.Constant("event_name", event_name(event_type, self.options.get("event_names"))),
-                jt.Constant("custom_event_type", EVENT_TYPE_CATEGORY.get(event_type, "other")),
-                jt.Member("custom_attributes", jt.Obj(attributes)),
-                jt.Member("timestamp_unixtime_ms", jt.value(frame["time"], pl.col("time") * 1000)),
-                jt.column(frame, "id", "source_message_id"),
-            ]
-        )
-        event = jt.Obj([jt.Constant("event_type", "custom_event"), jt.Member("data", data)])
-        return jt.render(frame, jt.Obj([*customer, jt.Member("event", event)]))
 
     def _attributes(self, row: Mapping[str, Any]) -> dict[str, str]:
         attributes: dict[str, str] = {}
@@ -283,4 +221,5 @@ class MParticle(Partner):
         key, secret = self.credentials()[route or UNBOUND]
         basic = base64.b64encode(f"{key}:{secret}".encode()).decode()
         headers = {"Content-Type": "application/json", "Authorization": f"Basic {basic}"}
-        return Request(f"{self.endpoint.url}/v2/bulkevents", headers, body)
+        batches = body.count(b'{"environment":')  # the unit mParticle's rate limit counts
+        return Request(f"{self.endpoint.url}/v2/bulkevents", headers, body, units=batches)

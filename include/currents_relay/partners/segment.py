@@ -28,11 +28,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-import polars as pl
-
 from currents_relay.catalogue import USER_FIELDS, lookup
-from currents_relay.delivery import json_template as jt
-from currents_relay.delivery.batching import Encoded
 from currents_relay.delivery.partner import Body, ConfigurationError, Partner, Request
 
 REGIONS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
@@ -218,6 +214,11 @@ class Segment(Partner):
     docs: ClassVar[str] = (
         "https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/"
     )
+    # "Segment asks partners to send requests at a maximum rate of 50 requests per second",
+    # batch requests included (https://segment.com/docs/partners/streams/, "Rate limits and
+    # batching": the page for tools such as Braze that stream their events into Segment).
+    requests_per_second: ClassVar[float | None] = 50.0
+    max_in_flight: ClassVar[int] = 8
 
     def validate(self) -> None:
         if self.endpoint.url.rstrip("/") in ("", "https:", "http:"):  # no host: the region's
@@ -247,68 +248,6 @@ class Segment(Partner):
         message["properties"] = properties_of(row)
         message["context"] = context_of(row)
         return message
-
-    def wire_frame(self, frame: pl.DataFrame) -> Encoded | None:
-        """`wire_event` for a whole chunk of one event type, from a template (tests prove
-        both write the same messages)."""
-        if frame.height == 0:
-            return Encoded.of([])
-        if not jt.wire_chunk_ok(frame, integer_time=True):
-            return None
-        stored = [c for c in ("properties", "extra") if c in frame.columns]  # spliced as stored
-        if not all(jt.standard_json(frame[c]) for c in stored):
-            return None
-        columns = set(frame.columns)
-        event_type = frame["event_type"][0]
-
-        def when_truthy(json_key: str, column: str) -> jt.Member:
-            return jt.Member(json_key, jt.value(frame[column]).where(jt.truthy(frame[column])))
-
-        identity = []  # userId, else anonymousId: the first truthy one
-        if "external_user_id" in columns:
-            identity.append(when_truthy("userId", "external_user_id"))
-        anonymous = self.anonymous_id_field
-        if anonymous and anonymous in columns and anonymous != "external_user_id":
-            unless = ~jt.truthy(frame["external_user_id"]) if identity else pl.lit(True)
-            leaf = jt.value(frame[anonymous]).where(unless & jt.truthy(frame[anonymous]))
-            identity.append(jt.Member("anonymousId", leaf))
-        properties: list[jt.Member | jt.Constant] = [
-            jt.column(frame, c)
-            for c in frame.columns
-            if c not in PROPERTY_SKIP and c != "properties"
-        ]
-        if "properties" in columns:  # stored JSON, spliced in as it is
-            nested_key = lookup(event_type).http_properties_key or "properties"
-            properties.append(jt.Member(nested_key, jt.text(pl.col("properties"))))
-        if "extra" in columns:  # fields the catalogue does not know: stored JSON too
-            extra = pl.col("extra")
-            properties.append(jt.Member("extra", jt.text(pl.when(extra != "").then(extra))))
-        properties.append(jt.Constant("braze_event_type", event_type))
-        device = [jt.column(frame, c, k) for k, c in DEVICE_MEMBERS if c in columns]
-        os = [when_truthy(k, c) for k, c in OS_MEMBERS if c in columns]
-        context: list[jt.Member | jt.Constant] = [
-            jt.Constant("integration", {"name": "Braze", "version": "currents"}),
-            jt.Member("device", jt.Obj(device, optional=True)),
-            jt.Member("os", jt.Obj(os, optional=True)),
-            *(when_truthy(k, c) for k, c in CONTEXT_MEMBERS if c in columns),
-        ]
-        if jt.in_iso_range(frame["time"]):  # written by the kernel
-            timestamp = jt.iso_seconds(pl.col("time"))
-        else:  # years past 9999: as polars writes them
-            iso = pl.from_epoch(pl.col("time"), time_unit="s").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-            timestamp = jt.string(iso)
-        message = jt.Obj(
-            [
-                jt.Constant("type", "track"),
-                *identity,
-                jt.Constant("event", event_name(event_type, self.options.get("event_names"))),
-                jt.column(frame, "id", "messageId"),
-                jt.Member("timestamp", timestamp),
-                jt.Member("properties", jt.Obj(properties)),
-                jt.Member("context", jt.Obj(context)),
-            ]
-        )
-        return jt.render(frame, message)
 
     def secrets(self) -> list[str]:
         key = self.endpoint.password or ""

@@ -1,0 +1,101 @@
+"""Several threads working through one bounded queue: the requests a push has in flight.
+
+`with Senders(work, threads=8, depth=...) as senders: senders.put(item)` runs `work(item)`
+on up to `threads` threads at once, in any order. At most `depth` (in `weigh` units) waits
+in the queue, so the producer (reading and encoding the lake) stays a little ahead and
+memory stays bounded. The first error stops the others after their current item; items
+still waiting are dropped, never worked (a push's unsent batches stay pending), and the
+error is raised by the next `put`, or on leaving the `with` block.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+_DONE = object()
+
+
+class Senders(Generic[Item]):
+    def __init__(
+        self,
+        work: Callable[[Item], None],
+        threads: int,
+        depth: int,
+        weigh: Callable[[Item], int] = lambda item: 1,
+        name: str = "send",
+    ) -> None:
+        self._work = work
+        self._depth = depth
+        self._weigh = weigh
+        self._items: deque[tuple[object, int]] = deque()
+        self._held = 0
+        self._changed = threading.Condition()
+        self._error: BaseException | None = None
+        self.busy = 0  # items being worked on now
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
+            for i in range(max(1, threads))
+        ]
+
+    def __enter__(self) -> Senders[Item]:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._items:
+                    self._changed.wait()
+                item, weight = self._items[0]
+                if item is _DONE:  # left in place: every thread sees it
+                    return
+                self._items.popleft()
+                self._held -= weight
+                if self._error is not None:
+                    self._changed.notify_all()
+                    continue  # after an error, waiting items are dropped
+                self.busy += 1
+                self._changed.notify_all()
+            try:
+                self._work(item)  # type: ignore[arg-type]
+            except BaseException as error:  # raised again in the producer
+                with self._changed:
+                    self._error = self._error or error
+            finally:
+                with self._changed:
+                    self.busy -= 1
+                    self._changed.notify_all()
+
+    def put(self, item: Item) -> None:
+        """Queue `item`, waiting while the queue is full; raises a worker's error, if any."""
+        weight = self._weigh(item)
+        with self._changed:
+            while self._items and self._held + weight > self._depth and self._error is None:
+                self._changed.wait()
+            if self._error is not None:
+                raise self._error
+            self._items.append((item, weight))
+            self._held += weight
+            self._changed.notify_all()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        with self._changed:
+            if error is not None and self._error is None:
+                self._error = error  # the workers drop what waits
+            self._items.append((_DONE, 0))
+            self._changed.notify_all()
+        for thread in self._threads:
+            thread.join()
+        if error is None and self._error is not None:
+            raise self._error

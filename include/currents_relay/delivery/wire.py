@@ -1,0 +1,51 @@
+"""A chunk of lake rows as a partner's wire events: the one path every partner takes.
+
+Each row becomes a dict of its non-null columns (every wire format leaves nulls out), the
+destination's PII policy is applied, the partner's `wire_event` (its one definition of the
+event shape) maps it, and orjson writes it; the few values orjson refuses (integers beyond
+64 bits, lone surrogates) are written by the standard library's encoder instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import polars as pl
+
+from currents_relay.delivery.batching import Encoded
+from currents_relay.delivery.partner import Partner
+from currents_relay.delivery.pii import PiiPolicy
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes of a wire event (compact, UTF-8)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return text.encode("utf-8", "surrogatepass")
+
+
+def rows(frame: pl.DataFrame) -> Iterator[dict[str, Any]]:
+    """Each row of a frame as a dict of its non-null columns."""
+    names = frame.columns
+    for values in zip(*(series.to_list() for series in frame.iter_columns()), strict=True):
+        yield {name: value for name, value in zip(names, values, strict=True) if value is not None}
+
+
+def written(
+    partner: Partner, frame: pl.DataFrame, pii: PiiPolicy | None = None
+) -> tuple[Encoded, list[str]]:
+    """Each row's wire event (JSON) and route, in order."""
+    apply_pii = pii.apply if pii is not None and pii.active else None
+    wire_event, route = partner.wire_event, partner.route
+    events, routes = [], []
+    for row in rows(frame):
+        if apply_pii:
+            row = apply_pii(row)
+        routes.append(route(row))
+        events.append(dumps(wire_event(row)))
+    return Encoded.of(events), routes
