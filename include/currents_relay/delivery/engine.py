@@ -525,7 +525,7 @@ class Delivery:
                 now = time.monotonic()
                 first_failure = first_failure or now
                 with self._counting:
-                    if failure.kind != "429":
+                    if not failure.kind.isdigit():  # a failure on the way (answers: counted)
                         self.stats.statuses[failure.kind] += 1
                     self.stats.retries += 1
                 wait = failure.wait if failure.wait is not None else self._backoff(attempt)
