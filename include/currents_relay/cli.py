@@ -2,14 +2,22 @@
 
 currents-relay process  --landing URL --lake URL --hour 2026-11-01T10 [--dry-run]
 currents-relay generate --landing URL --hour 2026-11-01T10 [--events N] [--seed N]
+currents-relay push     --lake URL --destination NAME --hour 2026-11-01T10 [--dry-run]
+currents-relay replay   --lake URL --destination NAME --hour H [--to-hour H]
+
+Every command writes exactly one JSON document to stdout (`push` and `replay` of one hour:
+the destination's counts; of several hours: `{"hours": [counts, ...]}`) and every log line
+to stderr, so `currents-relay push ... | jq .delivered` works.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from currents_relay.landing import LandingError, parse_hour
 
@@ -94,10 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def logs_to_stderr() -> None:
+    """Every log line to stderr, INFO and up (stdout holds the command's JSON document only).
+    Called again once Airflow is imported: its logging set-up writes to stdout."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    for noisy in ("airflow", "fsspec", "urllib3", "botocore", "s3fs", "great_expectations"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def _deliver(args: argparse.Namespace) -> int:
     from currents_relay.delivery.engine import DeliveryError
     from currents_relay.delivery.partner import Endpoint
-    from currents_relay.delivery.push import connection_outside_tasks, push_hour
+    from currents_relay.delivery.push import connection_outside_tasks, last_counts, push_hour
     from currents_relay.destinations import destinations
     from currents_relay.hours import hour_key, hour_range
 
@@ -106,9 +124,11 @@ def _deliver(args: argparse.Namespace) -> int:
             f"unknown destination {args.destination!r} (known: {', '.join(destinations())})"
         )
     endpoint = Endpoint.from_connection(connection_outside_tasks(f"currents_{args.destination}"))
+    logs_to_stderr()
     last = getattr(args, "to_hour", None) or args.hour
     replay = args.command == "replay" and not args.no_dead_letters
     failed = False
+    results: list[dict[str, Any]] = []
     for hour in hour_range(args.hour, last):
         try:
             counts = push_hour(
@@ -122,13 +142,19 @@ def _deliver(args: argparse.Namespace) -> int:
         except DeliveryError as error:
             print(f"currents-relay: {error}", file=sys.stderr)
             failed = True
-            continue
-        print(json.dumps(counts))
+            counts = last_counts(args.lake, hour_key(hour), args.destination) or {
+                "destination": args.destination,
+                "hour": hour_key(hour),
+                "error": str(error),
+            }
+        results.append(counts)
+    print(json.dumps(results[0] if len(results) == 1 else {"hours": results}))
     return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logs_to_stderr()
     try:
         if args.command == "process":
             from currents_relay.ingest import process_hour, write_report

@@ -14,11 +14,13 @@ import requests
 
 from currents_relay.delivery.engine import Delivery, DeliveryStopped, RetryPolicy, Selection
 from currents_relay.delivery.ledger import Ledger, ledger_batches
-from currents_relay.delivery.partner import Endpoint
+from currents_relay.delivery.partner import Concurrency, Endpoint
 from currents_relay.delivery.push import build_partner
 from currents_relay.destinations import destinations
 from currents_relay.lake import Lake
 from currents_relay.partners.custom_http import CustomHttp
+from currents_relay.partners.mparticle import MParticle
+from currents_relay.partners.segment import Segment
 from currents_relay.sandbox import Faults, Sandbox
 from tests.conftest import HOUR
 from tests.delivery.conftest import endpoint
@@ -233,3 +235,23 @@ def test_a_host_that_does_not_resolve_stops_after_brief_retries(lake):
         delivery.run()
     counts = delivery.counts()
     assert counts["statuses"]["NameResolutionError"] >= 2 and counts["delivered"] == 0
+
+
+def test_each_push_task_takes_its_pools_share_of_the_partners_rate(monkeypatch):
+    """The documented limit holds for all push tasks of a destination together: each takes
+    the rate divided by its pool's slots, which `airflow_settings.yaml` sets as configured."""
+    import yaml
+
+    monkeypatch.undo()  # the documented rates, which the other tests lift
+    from tests.conftest import ROOT
+
+    settings = yaml.safe_load((ROOT / "airflow_settings.yaml").read_text())["airflow"]
+    slots = {p["pool_name"]: p["pool_slot"] for p in settings["pools"]}
+    for destination in destinations().values():
+        assert slots[destination.pool] == int(destination.options.get("pool_slots", 1))
+    segment = Segment(Endpoint("https://x", password="wk"), {"pool_slots": 2})
+    assert segment.concurrency().requests_per_second == 25.0
+    mparticle = MParticle(Endpoint("https://x", login="k", password="s"))
+    assert mparticle.concurrency().units_per_second == 270.0
+    narrowed = CustomHttp(Endpoint("https://x"), {"max_in_flight": 3, "requests_per_second": 9})
+    assert narrowed.concurrency() == Concurrency(3, 9.0, None)

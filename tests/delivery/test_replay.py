@@ -61,10 +61,26 @@ def test_cli_replay_delivers_pending_and_dead_letters(lake, sandbox):
     assert refused.returncode == 1 and "HTTP 401" in refused.stderr
     assert sandbox.sims[name].secret not in refused.stderr + refused.stdout
     sandbox.sims[name].credentials_valid = True
+    assert json.loads(refused.stdout)["pending"] > 0  # the counts, also when it failed
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
-    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    counts = json.loads(done.stdout)  # one JSON document, nothing else
     assert counts["delivered"] == counts["selected"] and counts["dead_lettered"] == 0
     assert counts["requests"] == 1 and sandbox.sims[name].stats()["duplicates"] == 0
+
+
+def test_cli_push_writes_one_json_document_to_stdout_and_its_logs_to_stderr(lake, sandbox):
+    name = "custom_http"
+    command = [sys.executable, "-m", "currents_relay.cli", "push", "--lake", str(lake)]
+    command += ["--destination", name, "--hour", HOUR]
+    env = os.environ | conn_env(sandbox, name)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
+    counts = json.loads(done.stdout)
+    assert counts["delivered"] == counts["selected"] > 0 and counts["pending"] == 0
+    assert counts["requests"] == sandbox.sims[name].stats()["requests"]
+    progress = [line for line in done.stderr.splitlines() if f"{name}: done:" in line]
+    assert len(progress) == 1 and f"{counts['delivered']} of {counts['selected']}" in progress[0]
+    assert len(done.stderr.splitlines()) < 20  # progress lines, never one per batch
+    assert sandbox.sims[name].secret not in done.stderr
 
 
 def test_cli_push_without_a_connection_is_a_one_line_error(lake):
