@@ -93,33 +93,34 @@ from currents_relay.delivery.partner import Endpoint
 from currents_relay.delivery.ledger import Ledger
 from currents_relay.delivery.partner import Endpoint
 from currents_relay.partners.custom_http import CustomHttp
-partner = CustomHttp(Endpoint(sys.argv[2], password=sys.argv[3]))
+partner = CustomHttp(Endpoint(sys.argv[2], password=sys.argv[3]), {"max_in_flight": 8})
 Delivery(sys.argv[1], sys.argv[4], partner, Selection(), RetryPolicy()).run()
 """
 
 
 def test_sigkill_mid_push_then_rerun_loses_nothing(lake, sandbox):
     sim = sandbox.sims["custom_http"]
-    sim.faults = Faults(
-        rate=1.0, modes=["slow"], delay=0.02
-    )  # slow partner: the push takes seconds
+    sim.set_network(0.1, None)  # a partner 100 ms away: the push takes seconds
     args = [str(lake), sandbox.urls()["custom_http"], sim.secret, HOUR]
     child = subprocess.Popen([sys.executable, "-c", KILLED_PUSH, *args], env=os.environ.copy())
-    in_flight = CustomHttp.max_in_flight
+    in_flight = 8
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and acknowledged(lake, "custom_http") < 500:
         time.sleep(0.05)
+    assert sim.stats()["max_in_flight"] == in_flight
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
     acknowledged_before = acknowledged(lake, "custom_http")  # the killed run's journal
     assert 500 <= acknowledged_before <= sim.stats()["accepted_events"]
-    sim.faults = Faults()
+    killed_mid_push = acknowledged_before
+    sim.set_network(0.0, None)
     counts = delivery(lake, sandbox, "custom_http").run()
     stats = sim.stats()
     assert (
         counts["delivered"] == counts["selected"] == stats["unique_events"]
         and counts["pending"] == 0
     )
+    assert killed_mid_push < counts["selected"]
     # At most the batches in flight when the push died (100 events each) came twice.
     assert stats["duplicates"] <= in_flight * 100
 
