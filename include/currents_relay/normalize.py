@@ -158,27 +158,37 @@ def _lift(
         extra[f"properties.{name}"] = value
 
 
+# Where `to_http` puts a canonical column: 0 nowhere (reserved), 1 `user`, else `properties`.
+_HTTP_PLACE = dict.fromkeys(RESERVED, 0) | dict.fromkeys(USER_FIELDS, 1)
+
+
 def to_http(row: Mapping[str, Any]) -> dict[str, Any]:
     """The exact inverse of `to_canonical` (lineage and derived columns ignored, nulls omitted)."""
-    event_type = lookup(row.get("event_type") or "")
-    event: dict[str, Any] = {"event_type": row.get("event_type")}
+    event_type = row.get("event_type")
+    event: dict[str, Any] = {"event_type": event_type}
     user: dict[str, Any] = {}
     properties: dict[str, Any] = {}
     for name, value in row.items():
-        if value is None or name in RESERVED:
+        if value is None:
             continue
-        if name in USER_FIELDS:
-            user[name] = value
-        elif name == "properties" and event_type.http_properties_key:
-            properties[event_type.http_properties_key] = json.loads(value)
-        else:
+        place = _HTTP_PLACE.get(name, 2)
+        if place == 2:
+            if name == "properties":
+                nested = lookup(event_type or "").http_properties_key
+                if nested:
+                    properties[nested] = json.loads(value)
+                    continue
             properties[name] = value
+        elif place == 1:
+            user[name] = value
     for name in ("id", "time"):
         if row.get(name) is not None:
             event[name] = row[name]
     event["user"] = user
     event["properties"] = properties
-    add_extra(event, row.get("extra"))
+    extra = row.get("extra")
+    if extra:
+        add_extra(event, extra)
     return event
 
 

@@ -1,8 +1,8 @@
 """A chunk of lake rows as a partner's wire events: the one path every partner takes.
 
-Each row becomes a dict of its non-null columns (every wire format leaves nulls out), the
-destination's PII policy is applied, the partner's `wire_event` (its one definition of the
-event shape) maps it, and orjson writes it; the few values orjson refuses (integers beyond
+Each row becomes a dict of its columns (a null is None: every `wire_event` leaves nulls
+out), the destination's PII policy is applied, the partner's `wire_event` (its one
+definition of the event shape) maps it, and orjson writes it; the few values orjson refuses (integers beyond
 64 bits, lone surrogates) are written by the standard library's encoder instead.
 """
 
@@ -30,10 +30,10 @@ def dumps(value: Any) -> bytes:
 
 
 def rows(frame: pl.DataFrame) -> Iterator[dict[str, Any]]:
-    """Each row of a frame as a dict of its non-null columns."""
+    """Each row of a frame as a dict of its columns."""
     names = frame.columns
     for values in zip(*(series.to_list() for series in frame.iter_columns()), strict=True):
-        yield {name: value for name, value in zip(names, values, strict=True) if value is not None}
+        yield dict(zip(names, values, strict=True))
 
 
 def written(
