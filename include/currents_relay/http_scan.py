@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from currents_relay.delivery.json_kernel import byte_at, int64_at, put8, put64, u32_at
+from currents_relay.scan_kernel import byte_at, int64_at, put8, put64, u32_at
 
 # Value kinds on the tape.
 STRING, ESCAPED, INTEGER, NUMBER, TRUE, FALSE, NULL, OBJECT, ARRAY = range(9)

@@ -18,7 +18,6 @@ import orjson
 import pyarrow as pa
 from numba import njit
 
-from currents_relay.delivery.json_kernel import byte_at, copy_into
 from currents_relay.http_scan import (
     BACKSLASH,
     ESCAPED,
@@ -36,6 +35,7 @@ from currents_relay.http_scan import (
     intern_array,
     scan,
 )
+from currents_relay.scan_kernel import byte_at, copy_into
 
 
 @njit(cache=True, nogil=True)
