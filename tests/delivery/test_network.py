@@ -12,7 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from currents_relay.delivery.engine import Delivery, DeliveryStopped, RetryPolicy, Selection
+from currents_relay.delivery.engine import (
+    Delivery,
+    DeliveryIncomplete,
+    DeliveryStopped,
+    RetryPolicy,
+    Selection,
+)
 from currents_relay.delivery.ledger import Ledger, ledger_batches
 from currents_relay.delivery.partner import Concurrency, Endpoint
 from currents_relay.delivery.push import build_partner
@@ -255,3 +261,31 @@ def test_each_push_task_takes_its_pools_share_of_the_partners_rate(monkeypatch):
     assert mparticle.concurrency().units_per_second == 270.0
     narrowed = CustomHttp(Endpoint("https://x"), {"max_in_flight": 3, "requests_per_second": 9})
     assert narrowed.concurrency() == Concurrency(3, 9.0, None)
+
+
+def test_a_retry_after_beyond_the_budget_leaves_the_batch_pending_saying_so(lake):
+    with Sandbox(names=["zeotap"]) as sandbox:
+        sandbox.sims["zeotap"].faults = Faults(next=1, statuses=[503], retry_after=600)
+        delivery = push(lake, sandbox, "zeotap", RetryPolicy(budget_seconds=5))
+        started = time.monotonic()
+        with pytest.raises(DeliveryIncomplete, match="asked to wait 600 s"):
+            delivery.run()
+    assert time.monotonic() - started < 5  # it did not sit out the wait
+    counts = delivery.counts()
+    assert counts["delivered"] == 0 and counts["pending"] == counts["selected"] > 0
+
+
+def test_the_systems_trust_store_is_used_where_the_connection_asks(lake, tmp_path):
+    """`trust_store: "system"` verifies against the operating system's authorities (which
+    do not know the test's private CA), on this connection's sessions only."""
+    import ssl
+
+    cert, key = self_signed(tmp_path)
+    with Sandbox(names=["zeotap"], tls=(cert, key)) as sandbox:
+        connection = endpoint(sandbox, "zeotap", trust_store="system")
+        delivery = Delivery(
+            str(lake), HOUR, build_partner(destinations()["zeotap"], connection), Selection()
+        )
+        with pytest.raises(DeliveryStopped, match="not trusted"):
+            delivery.run()
+    assert not isinstance(ssl.create_default_context(), __import__("truststore").SSLContext)
