@@ -1,7 +1,7 @@
 """Push benchmark: one ingested hour delivered to each destination on a realistic network.
 
     python benchmarks/push.py [--events 1000000] [--destinations treasure_data,segment]
-                              [--latency 0.1] [--mparticle-events 100000]
+                              [--latency 0.1] [--mparticle-events 50000]
 
 The sandbox servers run in this process, each answering every request 100 ms late (a
 round trip plus the partner's work), in sink mode (bodies read whole, not parsed: the
@@ -67,7 +67,7 @@ def floor_seconds(result: dict, units: int) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--mparticle-events", type=int, default=100_000)
+    parser.add_argument("--mparticle-events", type=int, default=50_000)
     parser.add_argument("--destinations", default="", help="comma-separated; default: all")
     parser.add_argument("--latency", type=float, default=0.1, help="seconds per answer")
     parser.add_argument("--work", type=Path, default=Path(".benchmarks"), help="generated hours")

@@ -24,6 +24,7 @@ class RudderStack(Partner):
     name: ClassVar[str] = "rudderstack"
     max_events: ClassVar[int] = 5_000
     max_bytes: ClassVar[int] = 3_900_000  # documented ~4 MB; keep a margin for headers
+    max_in_flight: ClassVar[int] = 4  # 4 MB bodies: 4 in flight 100 ms away carry ~150 MB/s
 
     def validate(self) -> None:
         super().validate()
