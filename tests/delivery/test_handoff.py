@@ -1,39 +1,43 @@
-"""The hand-off runs items in order on one thread and raises its errors back."""
+"""Senders run items on their threads and raise their errors back; read-ahead produces
+items on a thread of its own."""
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 
 import pytest
 
-from currents_relay.delivery.handoff import BACKGROUND_NICE, Handoff, read_ahead
+from currents_relay.delivery.handoff import read_ahead
+from currents_relay.delivery.senders import Senders
 
 
-def test_items_run_in_order_on_one_other_thread():
+def test_one_sender_runs_items_in_order_on_one_other_thread():
     seen: list[tuple[int, str]] = []
-    with Handoff(lambda item: seen.append((item, threading.current_thread().name)), 1) as h:
+    with Senders(lambda item: seen.append((item, threading.current_thread().name)), 1, 1) as h:
         for item in range(50):
             h.put(item)
     assert [item for item, _ in seen] == list(range(50))
-    assert {name for _, name in seen} == {"handoff"}
+    assert {name for _, name in seen} == {"send-0"}
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux")
-def test_a_background_worker_runs_at_a_lower_priority_and_the_caller_keeps_its_own():
-    def nice() -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
+def test_several_senders_work_at_once_and_every_item_runs_once():
+    busy, peak, lock = [0], [0], threading.Lock()
     seen: list[int] = []
-    own = nice()
-    with Handoff(lambda item: seen.append(nice()), background=True) as handoff:
-        handoff.put(1)
-    with Handoff(lambda item: seen.append(nice())) as handoff:
-        handoff.put(2)
-    assert seen == [max(own, BACKGROUND_NICE), own]
-    assert nice() == own
+
+    def work(item: int) -> None:
+        with lock:
+            busy[0] += 1
+            peak[0] = max(peak[0], busy[0])
+        time.sleep(0.01)
+        with lock:
+            busy[0] -= 1
+            seen.append(item)
+
+    with Senders(work, threads=4, depth=8) as senders:
+        for item in range(40):
+            senders.put(item)
+    assert sorted(seen) == list(range(40)) and peak[0] == 4
 
 
 def test_an_error_stops_the_work_and_is_raised_by_the_next_put():
@@ -46,7 +50,7 @@ def test_an_error_stops_the_work_and_is_raised_by_the_next_put():
         ran.append(item)
         release.wait(5)
 
-    with pytest.raises(ValueError, match="partner said no"), Handoff(work, depth=1) as handoff:
+    with pytest.raises(ValueError, match="partner said no"), Senders(work, 1, depth=1) as handoff:
         release.set()
         for item in range(1_000):
             handoff.put(item)  # raises once the worker has failed: never all 1,000
@@ -57,7 +61,7 @@ def test_an_error_of_the_last_item_is_raised_on_leaving():
     def work(item: int) -> None:
         raise RuntimeError(f"item {item}")
 
-    with pytest.raises(RuntimeError, match="item 0"), Handoff(work) as handoff:
+    with pytest.raises(RuntimeError, match="item 0"), Senders(work, 1, 2) as handoff:
         handoff.put(0)
 
 
@@ -70,7 +74,7 @@ def test_the_callers_error_wins_and_the_queued_items_are_not_run():
         release.wait(5)
         ran.append(item)
 
-    with pytest.raises(KeyError), Handoff(work, depth=2) as handoff:
+    with pytest.raises(KeyError), Senders(work, 1, depth=2) as handoff:
         handoff.put(0)
         started.wait(5)
         handoff.put(1)
@@ -130,7 +134,7 @@ def test_weighed_items_wait_up_to_the_depth_in_weight_and_a_heavy_one_waits_alon
         release.wait(5)
         ran.append(item)
 
-    handoff = Handoff(work, depth=10, weigh=lambda item: item).start()
+    handoff = Senders(work, 1, depth=10, weigh=lambda item: item).start()
     handoff.put(1)  # taken by the worker, which waits
     while handoff._items:  # until the worker has it
         time.sleep(0.001)

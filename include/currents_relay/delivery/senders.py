@@ -1,7 +1,8 @@
-"""Several threads working through one bounded queue: the requests a push has in flight.
+"""Threads working through one bounded queue: the requests a push has in flight, and the
+ledger's Parquet copy (one thread: items in order).
 
 `with Senders(work, threads=8, depth=...) as senders: senders.put(item)` runs `work(item)`
-on up to `threads` threads at once, in any order. At most `depth` (in `weigh` units) waits
+on up to `threads` threads at once, in any order (in order with one thread). At most `depth` (in `weigh` units) waits
 in the queue, so the producer (reading and encoding the lake) stays a little ahead and
 memory stays bounded. The first error stops the others after their current item; items
 still waiting are dropped, never worked (a push's unsent batches stay pending), and the
@@ -42,10 +43,12 @@ class Senders(Generic[Item]):
             for i in range(max(1, threads))
         ]
 
-    def __enter__(self) -> Senders[Item]:
+    def start(self) -> Senders[Item]:
         for thread in self._threads:
             thread.start()
         return self
+
+    __enter__ = start
 
     def _run(self) -> None:
         while True:
@@ -90,6 +93,11 @@ class Senders(Generic[Item]):
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        self.finish(error)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """Wait for the queued items (after the caller's own `error`, they are dropped), then
+        raise a worker's error, if any and if the caller has none of its own."""
         with self._changed:
             if error is not None and self._error is None:
                 self._error = error  # the workers drop what waits
