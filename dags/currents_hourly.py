@@ -157,6 +157,9 @@ def currents_hourly():
         retries=3,
         retry_delay=timedelta(minutes=5),
         retry_exponential_backoff=True,
+        # Bounds one push (a batch's retries are bounded by the destination's budget_seconds);
+        # what it did not deliver stays pending for the next try, run or replay.
+        execution_timeout=timedelta(hours=2),
         multiple_outputs=False,
     )
     def push(ingested: dict, destination: str) -> dict:

@@ -289,3 +289,11 @@ def test_the_systems_trust_store_is_used_where_the_connection_asks(lake, tmp_pat
         with pytest.raises(DeliveryStopped, match="not trusted"):
             delivery.run()
     assert not isinstance(ssl.create_default_context(), __import__("truststore").SSLContext)
+
+
+def test_a_ca_bundle_that_is_not_there_is_a_configuration_error_naming_the_extra(lake, tmp_path):
+    from currents_relay.delivery.partner import ConfigurationError
+
+    connection = Endpoint("https://x.invalid", password="token-5f2a9c", extra={"verify": "/nope"})
+    with pytest.raises(ConfigurationError, match="extra.verify: no CA bundle at /nope"):
+        Delivery(str(lake), HOUR, CustomHttp(connection), Selection())

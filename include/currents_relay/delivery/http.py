@@ -30,10 +30,12 @@ from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies, should_bypass_proxies
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
+from currents_relay.delivery.partner import ConfigurationError
+
 USER_AGENT = f"currents-relay/0.1 python-requests/{requests.__version__}"
 
 
-class HttpConfigurationError(ValueError):
+class HttpConfigurationError(ConfigurationError):
     """A connection extra that cannot work (names the extra)."""
 
 
