@@ -295,5 +295,5 @@ def test_a_ca_bundle_that_is_not_there_is_a_configuration_error_naming_the_extra
     from currents_relay.delivery.partner import ConfigurationError
 
     connection = Endpoint("https://x.invalid", password="token-5f2a9c", extra={"verify": "/nope"})
-    with pytest.raises(ConfigurationError, match="extra.verify: no CA bundle at /nope"):
+    with pytest.raises(ConfigurationError, match=r"extra\.verify: no CA bundle at /nope"):
         Delivery(str(lake), HOUR, CustomHttp(connection), Selection())
