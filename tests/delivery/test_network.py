@@ -233,14 +233,22 @@ def test_a_redirect_stops_the_destination_naming_the_location(lake, status):
     assert counts["pending"] == counts["selected"] > 0
 
 
-def test_a_host_that_does_not_resolve_stops_after_brief_retries(lake):
-    partner = CustomHttp(Endpoint("http://no-such-host.invalid", password="token-5f2a9c"))
+def test_a_host_that_does_not_resolve_stops_after_brief_retries(lake, caplog):
+    """...and credentials in its URL (`user:password@`) appear in no log line or error."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    url = "http://relay:url-pass-8c1e77@no-such-host.invalid/events?api_key=url-key-3f9d21"
+    partner = CustomHttp(Endpoint(url, password="token-5f2a9c"))
     policy = RetryPolicy(base_delay=0.05, max_delay=0.1, dns_seconds=0.5)
     delivery = Delivery(str(lake), HOUR, partner, Selection(), policy)
-    with pytest.raises(DeliveryStopped, match="does not resolve"):
+    with pytest.raises(DeliveryStopped, match="does not resolve") as stopped:
         delivery.run()
     counts = delivery.counts()
     assert counts["statuses"]["NameResolutionError"] >= 2 and counts["delivered"] == 0
+    assert "no-such-host.invalid" in caplog.text  # the requests were logged, redacted
+    for secret in ("url-pass-8c1e77", "url-key-3f9d21", "token-5f2a9c"):
+        assert secret not in caplog.text and secret not in str(stopped.value)
 
 
 def test_each_push_task_takes_its_pools_share_of_the_partners_rate(monkeypatch):
