@@ -305,3 +305,10 @@ def test_a_ca_bundle_that_is_not_there_is_a_configuration_error_naming_the_extra
     connection = Endpoint("https://x.invalid", password="token-5f2a9c", extra={"verify": "/nope"})
     with pytest.raises(ConfigurationError, match=r"extra\.verify: no CA bundle at /nope"):
         Delivery(str(lake), HOUR, CustomHttp(connection), Selection())
+
+
+def test_a_connection_extra_sets_the_accounts_own_limits():
+    raised = Endpoint("https://x", login="k", password="s", extra={"units_per_second": 1000})
+    assert MParticle(raised, {"pool_slots": 2}).concurrency().units_per_second == 500.0
+    narrowed = CustomHttp(Endpoint("https://x", extra={"max_in_flight": 2}), {"max_in_flight": 9})
+    assert narrowed.concurrency().max_in_flight == 2

@@ -151,18 +151,23 @@ class Partner:
 
     # -- shared helpers ------------------------------------------------------------------------
     def concurrency(self) -> Concurrency:
-        """This push task's share of the partner's limits: the options `max_in_flight`,
-        `requests_per_second`, `units_per_second` (or the partner's defaults), the rates
-        divided by `pool_slots` (push tasks of this destination that may run at once)."""
+        """This push task's share of the partner's limits: `max_in_flight`,
+        `requests_per_second`, `units_per_second` from the connection's extra (an account's
+        own limits, e.g. one the partner raised), else the destination's options, else the
+        partner's defaults; the rates divided by `pool_slots` (push tasks of this
+        destination that may run at once)."""
         options = self.options
         slots = max(1, int(options.get("pool_slots", 1)))
 
-        def share(option: str, default: float | None) -> float | None:
-            value = options.get(option, default)
+        def setting(name: str, default: Any) -> Any:
+            return self.endpoint.extra.get(name, options.get(name, default))
+
+        def share(name: str, default: float | None) -> float | None:
+            value = setting(name, default)
             return float(value) / slots if value else None
 
         return Concurrency(
-            max_in_flight=max(1, int(options.get("max_in_flight", self.max_in_flight))),
+            max_in_flight=max(1, int(setting("max_in_flight", self.max_in_flight))),
             requests_per_second=share("requests_per_second", self.requests_per_second),
             units_per_second=share("units_per_second", self.units_per_second),
         )
