@@ -277,7 +277,8 @@ class Delivery:
         )
         self.concurrency = partner.concurrency()
         self.pace = Pace(self.concurrency.requests_per_second, self.concurrency.units_per_second)
-        self._sessions = threading.local()
+        self._sessions = threading.local()  # each sending thread's own
+        self._all_sessions: list[requests.Session] = []  # closed when the run ends
         self.dry_run = dry_run
         self.replay = replay
         self.sleep = sleep
@@ -638,7 +639,6 @@ class Delivery:
     def run(self) -> dict[str, Any]:
         """Deliver the hour; returns the destination's counts (raises after recording them)."""
         self._started = self._progress_at = time.monotonic()
-        self._all_sessions: list[requests.Session] = []
         guard = RedactSecrets(self.partner.redact)
         for name in REDACTED_LOGGERS:
             logging.getLogger(name).addFilter(guard)

@@ -55,9 +55,6 @@ class Endpoint:
         return cls(url=host, login=conn.login or None, password=conn.password or None, extra=extra)
 
 
-Body = bytes
-
-
 @dataclass(frozen=True)
 class Request:
     url: str
@@ -135,7 +132,7 @@ class Partner:
             return batch.body(*self.envelope)
         return self.body(batch.encoded(), batch_id)
 
-    def request(self, body: Body, batch_id: str, route: str = "") -> Request:
+    def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
         raise NotImplementedError
 
     def classify(self, status: int) -> Outcome:

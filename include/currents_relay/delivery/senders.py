@@ -37,7 +37,6 @@ class Senders(Generic[Item]):
         self._held = 0
         self._changed = threading.Condition()
         self._error: BaseException | None = None
-        self.busy = 0  # items being worked on now
         self._threads = [
             threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
             for i in range(max(1, threads))
@@ -63,16 +62,12 @@ class Senders(Generic[Item]):
                 if self._error is not None:
                     self._changed.notify_all()
                     continue  # after an error, waiting items are dropped
-                self.busy += 1
                 self._changed.notify_all()
             try:
                 self._work(item)  # type: ignore[arg-type]
             except BaseException as error:  # raised again in the producer
                 with self._changed:
                     self._error = self._error or error
-            finally:
-                with self._changed:
-                    self.busy -= 1
                     self._changed.notify_all()
 
     def put(self, item: Item) -> None:

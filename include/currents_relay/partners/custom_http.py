@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from currents_relay.delivery.partner import Body, ConfigurationError, Partner, Request
+from currents_relay.delivery.partner import ConfigurationError, Partner, Request
 
 
 class CustomHttp(Partner):
@@ -27,7 +27,7 @@ class CustomHttp(Partner):
                 f"{self.name}: the connection needs the bearer token as its password"
             )
 
-    def request(self, body: Body, batch_id: str, route: str = "") -> Request:
+    def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
         headers = {"Content-Type": "application/json", "Braze-Currents-Version": "1"}
         if self.endpoint.password:
             headers["Authorization"] = f"Bearer {self.endpoint.password}"

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from currents_relay.delivery.partner import Body, ConfigurationError, Endpoint, Partner, Request
+from currents_relay.delivery.partner import ConfigurationError, Endpoint, Partner, Request
 from currents_relay.partners.segment import BRAZE_PARTNER_EVENT_TYPES, event_name
 
 PODS = {
@@ -217,7 +217,7 @@ class MParticle(Partner):
                 batches.append(head + b',"events":[' + b",".join(chunk) + b"]}")
         return b"[" + b",".join(batches) + b"]"
 
-    def request(self, body: Body, batch_id: str, route: str = "") -> Request:
+    def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
         key, secret = self.credentials()[route or UNBOUND]
         basic = base64.b64encode(f"{key}:{secret}".encode()).decode()
         headers = {"Content-Type": "application/json", "Authorization": f"Basic {basic}"}

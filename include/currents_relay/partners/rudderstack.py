@@ -17,7 +17,7 @@ import base64
 from typing import ClassVar
 from urllib.parse import quote
 
-from currents_relay.delivery.partner import Body, ConfigurationError, Partner, Request
+from currents_relay.delivery.partner import ConfigurationError, Partner, Request
 
 
 class RudderStack(Partner):
@@ -38,7 +38,7 @@ class RudderStack(Partner):
         basic = base64.b64encode(f"{key}:".encode()).decode()
         return [*super().secrets(), quote(key, safe=""), basic] if key else super().secrets()
 
-    def request(self, body: Body, batch_id: str, route: str = "") -> Request:
+    def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
         key = self.endpoint.password or ""
         if self.endpoint.extra.get("key_in_url"):
             url = f"{self.endpoint.url}/v1/webhook?writeKey={quote(key, safe='')}"

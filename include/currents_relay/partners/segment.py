@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from currents_relay.catalogue import USER_FIELDS, lookup
-from currents_relay.delivery.partner import Body, ConfigurationError, Partner, Request
+from currents_relay.delivery.partner import ConfigurationError, Partner, Request
 
 REGIONS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 
@@ -254,7 +254,7 @@ class Segment(Partner):
         basic = base64.b64encode(f"{key}:".encode()).decode()
         return [*super().secrets(), basic] if key else super().secrets()
 
-    def request(self, body: Body, batch_id: str, route: str = "") -> Request:
+    def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
         basic = base64.b64encode(f"{self.endpoint.password}:".encode()).decode()
         headers = {"Content-Type": "application/json", "Authorization": f"Basic {basic}"}
         return Request(f"{self.endpoint.url}/v1/batch", headers, body)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from currents_relay.delivery.partner import Body, ConfigurationError, Partner, Request
+from currents_relay.delivery.partner import ConfigurationError, Partner, Request
 
 NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
@@ -46,7 +46,7 @@ class TreasureData(Partner):
                     f"treasure_data: extra.{part} must be letters, digits or _ (got {value!r})"
                 )
 
-    def request(self, body: Body, batch_id: str, route: str = "") -> Request:
+    def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
         extra = self.endpoint.extra
         url = f"{self.endpoint.url}/postback/v3/event/{extra['database']}/{extra['table']}"
         headers = {
