@@ -40,7 +40,7 @@ bench: install ## Benchmarks (figures, not tests): ingest 100k/1M/5M, push 1M at
 	$(PY) benchmarks/dag.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
-	$(VENV)/bin/uv pip compile pyproject.toml --extra test --python-version 3.11 -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra s3 --extra gcs --extra azure --extra test --python-version 3.11 -o requirements.lock
 
 clean: ## Remove the demo data, the local Airflow home and the venv
 	rm -rf data .airflow .benchmarks $(VENV)

@@ -13,7 +13,8 @@ sensor, skipped when `hour` is given) so Currents can finish writing, then:
    sends the hour to the partner with its wire format, limits and retry rules; every
    acknowledged batch goes to the destination's ledger in the lake first, so retries and
    re-runs never re-send an acknowledged event; a failing destination never stops the others,
-4. **report** writes `reports/hour=<h>.json` with counts that reconcile
+4. **report** merges `reports/hour=<h>.json`: the committed version's counts and every
+   destination's latest push (from this run, an earlier one or a replay), which reconcile
    (`events.read == written + quarantined + duplicates`; per destination
    `considered == selected + skipped`, `selected == delivered + dead_lettered + pending`),
    whatever happened upstream, and fails the run if a destination failed.
@@ -170,6 +171,7 @@ def currents_hourly():
         from currents_relay.delivery.engine import DeliveryStopped
         from currents_relay.delivery.partner import ConfigurationError, Endpoint
         from currents_relay.delivery.push import push_hour
+        from currents_relay.lake.versions import NotProcessed
 
         if destination not in get_current_context()["params"]["destinations"]:
             raise AirflowSkipException(f"{destination} is not in this run's destinations")
@@ -189,7 +191,7 @@ def currents_hourly():
                 dry_run=ingested["dry_run"],
                 mask=mask_secret,
             )
-        except (DeliveryStopped, ConfigurationError) as broken:
+        except (DeliveryStopped, ConfigurationError, NotProcessed) as broken:
             # Retrying cannot fix credentials or configuration: fail now, keep events pending.
             raise AirflowFailException(str(broken)) from None
 
@@ -200,8 +202,8 @@ def currents_hourly():
 
         from airflow.sdk.exceptions import AirflowFailException
 
-        from currents_relay.delivery.push import last_counts
-        from currents_relay.ingest import write_report
+        from currents_relay.lake import Lake
+        from currents_relay.lake.reports import write_report
 
         context = get_current_context()
         ti = context["ti"]
@@ -213,20 +215,22 @@ def currents_hourly():
         states = ti.get_task_states(
             dag_id=ti.dag_id, run_ids=[ti.run_id], task_ids=[f"push_{d}" for d in DESTINATIONS]
         ).get(ti.run_id, {})
-        lake = _urls()[1]
-        result = dict(ingested, destinations={})
-        failed = []
+        # The hour's state (its committed version and every destination's latest push, from
+        # any run or replay), then what this run's tasks did.
+        merged = None if ingested["dry_run"] else write_report(Lake(_urls()[1]), ingested["hour"])
+        result = dict(merged or ingested)
+        result.setdefault("destinations", {})
+        this_run, failed = {}, []
         for name in DESTINATIONS:
             state = states.get(f"push_{name}")
-            counts = ti.xcom_pull(task_ids=f"push_{name}")
             if state == "skipped":
                 continue
+            this_run[name] = state
             if state != "success":
                 failed.append(name)
-                counts = None if ingested["dry_run"] else last_counts(lake, ingested["hour"], name)
-            result["destinations"][name] = (counts or {}) | {"task_state": state}
-        if not ingested["dry_run"]:
-            write_report(lake, result)
+            if ingested["dry_run"]:
+                result["destinations"][name] = ti.xcom_pull(task_ids=f"push_{name}") or {}
+        result["this_run"] = {"run_id": ti.run_id, "push_task_states": this_run}
         print(json.dumps(result, indent=2))
         if failed:
             raise AirflowFailException(

@@ -64,6 +64,34 @@ def airflow_db() -> Path:
 
 
 @pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1, checked to refuse conditional writes that must fail (else
+    the lease and commit tests would prove nothing); its endpoint and test credentials are in
+    the environment (so subprocesses reach it) while it runs."""
+    from tests.s3 import S3Server
+
+    server = S3Server().start()
+    try:
+        assert server.refuses_failed_conditions(), "the S3 server accepts failed conditions"
+        saved = {name: os.environ.get(name) for name in server.env()}
+        os.environ.update(server.env())
+        yield server
+    finally:
+        server.stop()
+        for name, value in locals().get("saved", {}).items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture
+def s3_lake(s3_server) -> str:
+    """A lake URL in a new bucket of the local S3 server."""
+    return f"s3://{s3_server.bucket()}/lake"
+
+
+@pytest.fixture(scope="session")
 def generated_hour(tmp_path_factory):
     """A generated demo hour (both formats, faults included) and what the generator wrote."""
     from currents_relay.generator import generate_hour

@@ -94,9 +94,9 @@ def test_arrow_and_gx_engines_give_the_same_verdicts_on_a_whole_hour(generated_h
     for engine in ENGINES:
         options = IngestOptions(validation_engine=engine, bounds=bounds)
         report = HourIngest(str(landing), str(tmp_path / engine), parse_hour(HOUR), options).run()
-        validation = json.loads(
-            (tmp_path / engine / "validation" / f"hour={HOUR}.json").read_text()
-        )
+        lake = tmp_path / engine
+        manifest = json.loads((lake / "manifests" / f"hour={HOUR}.json").read_text())
+        validation = json.loads((lake / manifest["outputs"]["validation"]).read_text())
         runs[engine] = (report, validation)
     (arrow_report, arrow_results), (gx_report, gx_results) = runs["arrow"], runs["gx"]
     assert arrow_report["events"] == gx_report["events"]

@@ -3,11 +3,14 @@
 currents-relay process  --landing URL --lake URL --hour 2026-11-01T10 [--dry-run]
 currents-relay generate --landing URL --hour 2026-11-01T10 [--events N] [--seed N]
 currents-relay push     --lake URL --destination NAME --hour 2026-11-01T10 [--dry-run]
-currents-relay replay   --lake URL --destination NAME --hour H [--to-hour H]
+currents-relay replay   --lake URL --destination NAME --hour H [--to-hour H] [--resend-acknowledged]
+currents-relay report   --lake URL --hour H
+currents-relay lake files --lake URL --hour H [--event-type T]
+currents-relay lake gc    --lake URL [--hour H]
 
-Every command writes exactly one JSON document to stdout (`push` and `replay` of one hour:
-the destination's counts; of several hours: `{"hours": [counts, ...]}`) and every log line
-to stderr, so `currents-relay push ... | jq .delivered` works.
+Every command writes exactly one JSON document to stdout (`push`: the destination's counts;
+`replay`: `{"hours": [counts, ...]}`) and every log line to stderr, so
+`currents-relay push ... | jq .delivered` works; `lake files` prints one URL a line.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from currents_relay.lake.leases import LeaseHeld
+from currents_relay.lake.versions import CommitConflict
 from currents_relay.landing import LandingError, parse_hour
 
 
@@ -73,10 +78,42 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--no-dead-letters", action="store_true", help="only pending events"
             )
+            command.add_argument(
+                "--resend-acknowledged",
+                action="store_true",
+                help="also send again the events the destination acknowledged (recorded as "
+                "resent): for partners that accept first and check later, e.g. Treasure Data "
+                "after a wrong write key",
+            )
         else:
             command.add_argument(
                 "--dry-run", action="store_true", help="build batches, send nothing"
             )
+
+    report = commands.add_parser(
+        "report", help="merge and print an hour's report (its version's and every destination's)"
+    )
+    report.add_argument("--lake", required=True)
+    report.add_argument("--hour", required=True, type=_hour)
+
+    lake = commands.add_parser("lake", help="read the lake's committed hours; clean it up")
+    lake_commands = lake.add_subparsers(dest="lake_command", required=True)
+    files = lake_commands.add_parser(
+        "files", help="the URLs of an hour's live Parquet files, one a line"
+    )
+    files.add_argument("--lake", required=True)
+    files.add_argument("--hour", required=True, type=_hour)
+    files.add_argument("--event-type", help="only this event type's files")
+    gc = lake_commands.add_parser(
+        "gc", help="delete replaced versions past their grace period and uncommitted files"
+    )
+    gc.add_argument("--lake", required=True)
+    gc.add_argument("--hour", type=_hour, help="only this hour (default: every hour)")
+    gc.add_argument(
+        "--grace",
+        type=float,
+        help="seconds a replaced version stays (default: CURRENTS_RELAY_GRACE_SECONDS or 86400)",
+    )
 
     sandbox = commands.add_parser(
         "sandbox", help="run loopback servers that behave like the partners"
@@ -108,7 +145,15 @@ def logs_to_stderr() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    for noisy in ("airflow", "fsspec", "urllib3", "botocore", "s3fs", "great_expectations"):
+    for noisy in (
+        "airflow",
+        "fsspec",
+        "urllib3",
+        "botocore",
+        "aiobotocore",
+        "s3fs",
+        "great_expectations",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -116,8 +161,9 @@ def _deliver(args: argparse.Namespace) -> int:
     from currents_relay.delivery.engine import DeliveryError
     from currents_relay.delivery.partner import Endpoint
     from currents_relay.delivery.push import connection_outside_tasks, last_counts, push_hour
+    from currents_relay.delivery.replay import replay_hours
     from currents_relay.destinations import destinations
-    from currents_relay.hours import hour_key, hour_range
+    from currents_relay.hours import hour_key
 
     if args.destination not in destinations():
         raise LookupError(
@@ -125,31 +171,67 @@ def _deliver(args: argparse.Namespace) -> int:
         )
     endpoint = Endpoint.from_connection(connection_outside_tasks(f"currents_{args.destination}"))
     logs_to_stderr()
-    last = getattr(args, "to_hour", None) or args.hour
-    replay = args.command == "replay" and not args.no_dead_letters
-    failed = False
-    results: list[dict[str, Any]] = []
-    for hour in hour_range(args.hour, last):
+    if args.command == "replay":
+        results: list[dict[str, Any]] = []
         try:
-            counts = push_hour(
+            for counts in replay_hours(
                 args.lake,
-                hour_key(hour),
                 args.destination,
                 endpoint,
-                dry_run=getattr(args, "dry_run", False),
-                replay=replay,
-            )
+                args.hour,
+                args.to_hour or args.hour,
+                dead_letters=not args.no_dead_letters,
+                resend_acknowledged=args.resend_acknowledged,
+            ):
+                results.append(counts)
         except DeliveryError as error:
             print(f"currents-relay: {error}", file=sys.stderr)
-            failed = True
-            counts = last_counts(args.lake, hour_key(hour), args.destination) or {
-                "destination": args.destination,
-                "hour": hour_key(hour),
-                "error": str(error),
-            }
-        results.append(counts)
-    print(json.dumps(results[0] if len(results) == 1 else {"hours": results}))
-    return 1 if failed else 0
+        print(json.dumps({"hours": results}))
+        for counts in results:
+            if counts.get("error"):
+                print(f"currents-relay: {counts['hour']}: {counts['error']}", file=sys.stderr)
+        return 1 if any(c.get("error") for c in results) else 0
+    hour = hour_key(args.hour)
+    try:
+        counts = push_hour(args.lake, hour, args.destination, endpoint, dry_run=args.dry_run)
+    except DeliveryError as error:
+        print(f"currents-relay: {error}", file=sys.stderr)
+        counts = last_counts(args.lake, hour, args.destination) or {
+            "destination": args.destination,
+            "hour": hour,
+        }
+        print(json.dumps(counts | {"error": str(error)}))
+        return 1
+    print(json.dumps(counts))
+    return 0
+
+
+def _lake(args: argparse.Namespace) -> None:
+    from currents_relay.hours import hour_key
+    from currents_relay.lake import Lake
+    from currents_relay.lake.leases import Lease
+    from currents_relay.lake.versions import collect_garbage, live_files, read_committed
+
+    lake = Lake(args.lake)
+    if args.lake_command == "files":
+        for url in live_files(lake, hour_key(args.hour), args.event_type):
+            print(url)
+        return
+    hours = (
+        [hour_key(args.hour)]
+        if args.hour
+        else [
+            r.removeprefix("manifests/hour=").removesuffix(".json")
+            for r in lake.glob("manifests/hour=*.json")
+        ]
+    )
+    deleted = 0
+    for hour in hours:
+        with Lease(lake, hour, "process", "lake gc"):
+            deleted += len(
+                collect_garbage(lake, hour, read_committed(lake, hour), args.grace).deleted
+            )
+    print(json.dumps({"hours": len(hours), "deleted_files": deleted}))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,7 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs_to_stderr()
     try:
         if args.command == "process":
-            from currents_relay.ingest import process_hour, write_report
+            from currents_relay.hours import hour_key
+            from currents_relay.ingest import process_hour
+            from currents_relay.lake import Lake
+            from currents_relay.lake.reports import write_report
             from currents_relay.validation import TimeBounds
 
             report = process_hour(
@@ -169,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 validation_engine=args.validation_engine,
             )
             if not args.dry_run:
-                write_report(args.lake, report)
+                report = write_report(Lake(args.lake), hour_key(args.hour)) or report
             print(json.dumps(report, indent=2))
         elif args.command == "generate":
             from currents_relay.generator import generate_hour
@@ -184,6 +269,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(summary.to_dict(), indent=2))
         elif args.command in ("push", "replay"):
             return _deliver(args)
+        elif args.command == "report":
+            from currents_relay.hours import hour_key
+            from currents_relay.lake import Lake
+            from currents_relay.lake.reports import write_report
+            from currents_relay.lake.versions import NotProcessed
+
+            hour = hour_key(args.hour)
+            report = write_report(Lake(args.lake), hour)
+            if report is None:
+                raise NotProcessed(f"hour {hour} was never processed into {args.lake}")
+            print(json.dumps(report, indent=2))
+        elif args.command == "lake":
+            _lake(args)
         elif args.command == "sandbox":
             from pathlib import Path
 
@@ -204,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from currents_relay.airflow_settings import load_settings
 
             print(json.dumps(load_settings(Path(args.path))))
-    except (LandingError, LookupError, ValueError, OSError) as error:
+    except (LandingError, LookupError, ValueError, OSError, LeaseHeld, CommitConflict) as error:
         print(f"currents-relay: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -6,6 +6,7 @@ The DAG file imports this module at parse time, so it stays standard-library onl
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 HOUR_FORMAT = "%Y-%m-%dT%H"
@@ -40,13 +41,12 @@ def date_partition(hour: datetime) -> str:
     return hour.astimezone(UTC).strftime("%Y-%m-%d-%H")
 
 
-def hour_range(start: datetime, end: datetime) -> list[datetime]:
-    """Hours from `start` to `end`, both included."""
-    hours, current = [], start
+def hour_range(start: datetime, end: datetime) -> Iterator[datetime]:
+    """Hours from `start` to `end`, both included, one at a time."""
+    current = start
     while current <= end:
-        hours.append(current)
+        yield current
         current += timedelta(hours=1)
-    return hours
 
 
 def resolve_hour(param_hour: str | None, data_interval_start: datetime | None) -> datetime:

@@ -8,6 +8,7 @@ grow with the hour. Counts reconcile by construction (design.md, Report contract
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import io
@@ -29,7 +30,14 @@ from currents_relay.gc_pause import rare_gc
 from currents_relay.http_batch import http_tables, scanned_tables
 from currents_relay.http_tape import Keys, Scan, Tape
 from currents_relay.keyset import KeySet, first_new, keys_of
-from currents_relay.lake import HourWriter, Lake
+from currents_relay.lake import Lake
+from currents_relay.lake.leases import Lease, LeaseSettings
+from currents_relay.lake.versions import (
+    HourWriter,
+    collect_garbage,
+    manifest_path,
+    read_committed,
+)
 from currents_relay.landing import LandedFile, hour_key, list_hour, read_bytes
 from currents_relay.normalize import (
     conform_table,
@@ -51,6 +59,7 @@ class IngestOptions:
     validation_engine: str = "arrow"  # or "gx": run the suites with Great Expectations itself
     flush_rows: int = 100_000  # rows buffered across event types before validating and writing
     bounds: TimeBounds = field(default_factory=TimeBounds)
+    lease: LeaseSettings | None = None  # default: from the environment
 
 
 HTTP_BATCH_EVENTS = 20_000  # HTTP events mapped together on the fast path
@@ -178,27 +187,45 @@ class HourIngest:
 
     # ---- reading -----------------------------------------------------------------------------
     def run(self, files: list[LandedFile] | None = None) -> dict[str, Any]:
-        """Process the hour and return its report (also writing the manifest unless dry run)."""
+        """Process the hour and return its report; unless a dry run, commit it as the hour's
+        new version (its manifest, holding the report, is the commit point), holding the
+        hour's `process` lease throughout."""
         if files is None:
             files = list_hour(self.landing_url, self.hour)
-        previous = self.lake.read_json(f"manifests/hour={self.hour_key}.json")
-        try:
-            with rare_gc():
-                for index, landed in enumerate(files):
-                    self._ingest_file(index, landed)
-                self._flush()
-            outputs = self.writer.commit() if self.writer else []
-        except BaseException:
-            if self.writer:
+        if self.writer is None:
+            previous = self.lake.read_json(manifest_path(self.hour_key))
+            self._ingest(files)
+            return self._report(previous, {})
+        with Lease(self.lake, self.hour_key, "process", "process", self.options.lease) as lease:
+            committed = read_committed(self.lake, self.hour_key)
+            collect_garbage(self.lake, self.hour_key, committed)  # a killed run's files
+            try:
+                self._ingest(files)
+                outputs = self.writer.close()
+                lease.check()
+                outputs["validation"] = self.writer.write_validation(self.validator.summary())
+                report = self._report(committed.manifest if committed else None, outputs)
+                committed = self.writer.commit(
+                    self._manifest(report, outputs), committed, lease.check
+                )
+            except BaseException as error:
                 self.writer.abort()
-            raise
-        report = self._report(previous, outputs)
-        if self.writer:
-            self.lake.write_json(f"validation/hour={self.hour_key}.json", self.validator.summary())
-            self.lake.write_json(
-                f"manifests/hour={self.hour_key}.json", self._manifest(report, outputs)
-            )
+                if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+                    raise OSError(
+                        errno.ENOSPC,
+                        f"the lake {self.lake.url} is full: hour {self.hour_key} was not "
+                        "committed; its previous version stays live and this run's files "
+                        "were removed",
+                    ) from error
+                raise
+            collect_garbage(self.lake, self.hour_key, committed)
         return report
+
+    def _ingest(self, files: list[LandedFile]) -> None:
+        with rare_gc():
+            for index, landed in enumerate(files):
+                self._ingest_file(index, landed)
+            self._flush()
 
     def _ingest_file(self, index: int, landed: LandedFile) -> None:
         data = read_bytes(landed.uri)
@@ -570,11 +597,12 @@ class HourIngest:
             self.writer.write_quarantine(rows)
 
     # ---- results ------------------------------------------------------------------------------
-    def _report(self, previous: dict | None, outputs: list[str]) -> dict[str, Any]:
+    def _report(self, previous: dict | None, outputs: dict[str, Any]) -> dict[str, Any]:
         known = {(f["uri"], f["sha256"]) for f in (previous or {}).get("files", [])}
         return {
             "hour": self.hour_key,
             "dry_run": self.options.dry_run,
+            "version": self.writer.version if self.writer else None,
             "catalogue_version": catalogue.catalogue_version(),
             "files": {
                 "read": len(self.files),
@@ -593,14 +621,16 @@ class HourIngest:
             "lake": self.lake.url,
         }
 
-    def _manifest(self, report: dict[str, Any], outputs: list[str]) -> dict[str, Any]:
+    def _manifest(self, report: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
         return {
             "hour": self.hour_key,
+            "committed_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "catalogue_version": catalogue.catalogue_version(),
             "files": self.files,
             "events": report["events"],
             "by_event_type": report["by_event_type"],
             "outputs": outputs,
+            "report": report,
         }
 
 
@@ -619,10 +649,3 @@ def process_hour(
         dry_run=dry_run, bounds=bounds or TimeBounds(), validation_engine=validation_engine
     )
     return HourIngest(landing_url, lake_url, hour, options).run(files)
-
-
-def write_report(lake_url: str, report: dict[str, Any]) -> str:
-    """The single writer of `reports/hour=<h>.json`."""
-    relative = f"reports/hour={report['hour']}.json"
-    Lake(lake_url).write_json(relative, report)
-    return relative

@@ -69,8 +69,35 @@ def _mtime(info: dict[str, Any]) -> str:
     return ""
 
 
+# The package that gives fsspec each object store, and the extra that installs it.
+STORAGE_EXTRAS = {
+    "s3": ("s3fs", "s3"),
+    "s3a": ("s3fs", "s3"),
+    "gs": ("gcsfs", "gcs"),
+    "gcs": ("gcsfs", "gcs"),
+    "az": ("adlfs", "azure"),
+    "abfs": ("adlfs", "azure"),
+    "abfss": ("adlfs", "azure"),
+}
+
+
+class StorageUnavailable(ValueError):
+    """A URL's storage needs a package that is not installed."""
+
+
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, root = fsspec.core.url_to_fs(url)
+    """The fsspec file system of `url` (credentials from the standard environment:
+    `AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`, `GOOGLE_APPLICATION_CREDENTIALS`, ...)."""
+    scheme = url.split("://", 1)[0] if "://" in url else "file"
+    # Object stores: no cached listings (another process's new objects must show).
+    options = {} if scheme in ("file", "local") else {"use_listings_cache": False}
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **options)
+    except ImportError:
+        package, extra = STORAGE_EXTRAS.get(scheme, (scheme, scheme))
+        raise StorageUnavailable(
+            f"{scheme}:// needs the package {package}: pip install 'currents-relay[{extra}]'"
+        ) from None
     return fs, root.rstrip("/")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 
 import fsspec
 import polars as pl
@@ -90,27 +89,28 @@ def test_journals_hold_labels_as_dictionaries_and_read_as_the_ledger_schema(tmp_
     assert pq.read_schema(next(folder.glob("ack-*.parquet"))) == ACK_SCHEMA
 
 
-def test_object_stores_get_one_atomic_object_per_acknowledgement():
-    url = f"memory://ledger-{uuid.uuid4().hex}"
-    ledger = Ledger(Lake(url), "d", HOUR)
+def test_object_stores_get_one_atomic_object_per_acknowledgement(s3_lake):
+    lake = Lake(s3_lake)
+    ledger = Ledger(lake, "d", HOUR)
     ledger.acknowledge(batch(10), "b0", 200)
     ledger.acknowledge(batch(5, 10), "b1", 200)
     ledger.close()
-    fs = fsspec.filesystem("memory")
-    names = [p.rsplit("/", 1)[1] for p in fs.find(url.removeprefix("memory://"))]
+    found = lake.fs.find(lake.root)
+    names = [p.rsplit("/", 1)[1] for p in found]
     assert len(names) == 2 and all(n.startswith("ack-b") for n in names)
-    assert known(url) == 15
-    with fs.open(fs.find(url.removeprefix("memory://"))[0], "rb") as handle:
+    assert known(s3_lake) == 15
+    with lake.fs.open(found[0], "rb") as handle:
         assert pq.read_schema(handle) == ACK_SCHEMA
 
 
-def test_a_push_from_an_object_store_lake_delivers_every_event_once(ingested_lake, sandbox):
-    url = f"memory://lake-{uuid.uuid4().hex}"
-    fs = fsspec.filesystem("memory")
-    for path in ingested_lake.rglob("*.parquet"):
-        fs.pipe_file(
-            f"{url.removeprefix('memory://')}/{path.relative_to(ingested_lake)}", path.read_bytes()
-        )
+def test_a_push_from_an_object_store_lake_delivers_every_event_once(
+    ingested_lake, sandbox, s3_lake
+):
+    url = s3_lake
+    lake = Lake(url)
+    for path in ingested_lake.rglob("*"):
+        if path.is_file() and not path.name.startswith("."):
+            lake.fs.pipe_file(lake.path(str(path.relative_to(ingested_lake))), path.read_bytes())
     partner = CustomHttp(endpoint(sandbox, "custom_http"))
     counts = Delivery(url, HOUR, partner, Selection()).run()
     assert (

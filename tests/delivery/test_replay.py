@@ -61,9 +61,10 @@ def test_cli_replay_delivers_pending_and_dead_letters(lake, sandbox):
     assert refused.returncode == 1 and "HTTP 401" in refused.stderr
     assert sandbox.sims[name].secret not in refused.stderr + refused.stdout
     sandbox.sims[name].credentials_valid = True
-    assert json.loads(refused.stdout)["pending"] > 0  # the counts, also when it failed
+    (failed,) = json.loads(refused.stdout)["hours"]
+    assert failed["pending"] > 0 and "HTTP 401" in failed["error"]  # counts, also on failure
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
-    counts = json.loads(done.stdout)  # one JSON document, nothing else
+    (counts,) = json.loads(done.stdout)["hours"]  # one JSON document, nothing else
     assert counts["delivered"] == counts["selected"] and counts["dead_lettered"] == 0
     assert counts["requests"] == 1 and sandbox.sims[name].stats()["duplicates"] == 0
 

@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import requests
@@ -63,13 +64,17 @@ from currents_relay.delivery.http import (
     new_session,
     untrusted_certificate,
 )
-from currents_relay.delivery.ledger import Acknowledgement, Ledger
+from currents_relay.delivery.ledger import SENT_AS, Acknowledgement, Ledger
 from currents_relay.delivery.pace import Pace
 from currents_relay.delivery.partner import Outcome, Partner, Request
 from currents_relay.delivery.pii import PiiPolicy
 from currents_relay.delivery.senders import Senders
 from currents_relay.delivery.wire import written
+from currents_relay.keyset import KeySet, keys_of
 from currents_relay.lake import Lake
+from currents_relay.lake.leases import Lease, LeaseLost
+from currents_relay.lake.reports import ACCEPTED_NOTE
+from currents_relay.lake.versions import Committed, read_committed, require_committed
 
 log = logging.getLogger(__name__)
 OFF_THE_WIRE = frozenset(("timestamp", *LINEAGE_FIELDS))
@@ -141,6 +146,15 @@ class DeliveryStopped(DeliveryError):
 
 class DeliveryIncomplete(DeliveryError):
     """A batch's retry budget ran out with events still pending."""
+
+
+class DeliveryInterrupted(DeliveryError):
+    """The push lost its lease (another run of the hour and destination took over)."""
+
+
+# Failures on the way after which a request may still have reached the partner: the batch's
+# next attempt may deliver it twice (each such event is counted as `maybe_sent_twice`).
+AMBIGUOUS_FAILURES = frozenset(("ReadTimeout", "ConnectionError"))
 
 
 @dataclass
@@ -263,10 +277,22 @@ class Delivery:
         *,
         dry_run: bool = False,
         replay: bool = False,
+        resend_acknowledged: bool = False,
+        committed: Committed | None = None,
+        lease: Lease | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.lake = Lake(lake_url)
         self.hour = hour
+        # The committed version of the hour this run reads (a push reads one version whole).
+        if committed is None:
+            committed = read_committed(self.lake, hour) if dry_run else None
+            committed = committed or (
+                Committed({"outputs": {}}, "") if dry_run else require_committed(self.lake, hour)
+            )
+        self.committed = committed
+        self.lease = lease
+        self.resend_acknowledged = resend_acknowledged
         self.partner = partner
         self.selection = selection
         self.policy = policy
@@ -293,6 +319,10 @@ class Delivery:
         self.dead_before = 0  # refused for good by earlier runs (and not replayed now)
         self.delivered_now = 0
         self.dead_now = 0
+        self.resent_now = 0  # acknowledged events sent again on purpose
+        self.resent_before = 0  # ... by earlier runs (selected events)
+        self.maybe_twice_now = 0  # acknowledged after an attempt that may have arrived
+        self.maybe_twice_before = 0
         self.planned_batches = 0
         self._stopped = False
         self._counting = threading.Lock()
@@ -301,16 +331,15 @@ class Delivery:
         self._started = 0.0
         self._probe_taken = False
         self._probed = threading.Event()  # the first batch has been answered
+        self.report: dict[str, Any] | None = None  # the counts, once the run has ended
 
     # -- selection -----------------------------------------------------------------------------
     def _event_types(self) -> list[tuple[str, list[str]]]:
-        fs = self.lake.fs
-        folders = fs.glob(self.lake.path(f"events/event_type=*/hour={self.hour}"))
-        out = []
-        for folder in sorted(folders):
-            event_type = folder.split("/event_type=", 1)[1].split("/", 1)[0]
-            out.append((event_type, sorted(fs.glob(f"{folder}/*.parquet"))))
-        return out
+        """The committed version's event types and their files."""
+        return [
+            (event_type, [self.lake.path(p) for p in files])
+            for event_type, files in self.committed.event_files().items()
+        ]
 
     def _chunks(self) -> Iterator[Chunk]:
         """Every event type's events to send, in the lake's order, counted and encoded a chunk
@@ -374,7 +403,12 @@ class Delivery:
         acknowledged, dead = self.ledger.recorded(event_type, frame["id"])
         dead = dead & ~acknowledged
         self.delivered_before += int(acknowledged.sum())
-        todo = ~acknowledged
+        flags = self.ledger.flags(event_type, frame["id"])
+        if "after_timeout" in flags:
+            self.maybe_twice_before += int((flags["after_timeout"] & acknowledged).sum())
+        if "resend" in flags:
+            self.resent_before += int(flags["resend"].sum())
+        todo = ~acknowledged if not self.resend_acknowledged else np.ones(len(frame), bool)
         if not self.replay:
             self.dead_before += int(dead.sum())
             todo &= ~dead
@@ -508,15 +542,45 @@ class Delivery:
             if probe:
                 self._probed.set()
 
+    def _guard(self) -> None:
+        """Stop unless this run still holds its lease: called before every request and
+        every ledger append."""
+        if self.lease is None:
+            return
+        try:
+            self.lease.check()
+        except LeaseLost as lost:
+            raise DeliveryInterrupted(f"{self.partner.name}: {lost}; stopped sending") from None
+
+    def _sent_as(self, outgoing: Outgoing, ambiguous: bool) -> str | np.ndarray:
+        """The ledger's `sent_as` of a batch's records (see `Ledger.record`)."""
+        if not self.resend_acknowledged:
+            return "after_timeout" if ambiguous else "once"
+        before = np.zeros(len(outgoing.acknowledgement.ids), dtype=bool)
+        event_types = outgoing.acknowledgement.event_types
+        names = event_types.dictionary.to_pylist()
+        indices = event_types.indices.to_numpy(zero_copy_only=False)
+        ids = pl.Series(outgoing.acknowledgement.ids)
+        for index, event_type in enumerate(names):
+            keys: KeySet | None = self.ledger.acknowledged.get(event_type)
+            if keys:
+                rows = indices == index
+                before[rows] = keys.contains(keys_of(ids.filter(pl.Series(rows))))
+        chosen = np.where(before, SENT_AS.index("resend"), SENT_AS.index("once"))
+        if ambiguous:
+            chosen = np.where(before, chosen, SENT_AS.index("after_timeout"))
+        return chosen
+
     def _send(self, batch: Batch) -> None:
         if self._stopped:
             return  # another sender stopped the push: this batch stays pending
         outgoing = self._outgoing(batch)
         name = self.partner.name
         bid, request = outgoing.id, outgoing.request
-        attempt, first_failure = 0, 0.0
+        attempt, first_failure, ambiguous = 0, 0.0, False
         while True:
             self.pace.wait(request.units)
+            self._guard()
             try:
                 response = self._post(request)
                 status = response.status_code
@@ -526,6 +590,7 @@ class Delivery:
             except _Retry as failure:
                 now = time.monotonic()
                 first_failure = first_failure or now
+                ambiguous = ambiguous or failure.kind in AMBIGUOUS_FAILURES
                 with self._counting:
                     if not failure.kind.isdigit():  # a failure on the way (answers: counted)
                         self.stats.statuses[failure.kind] += 1
@@ -548,10 +613,21 @@ class Delivery:
                 status,
             )
             if outcome is Outcome.DONE:
+                sent_as = self._sent_as(outgoing, ambiguous)
+                acknowledgement = "confirmed" if self.partner.confirms else "accepted"
                 with self._recording:
-                    self.ledger.record(outgoing.acknowledgement, status)
+                    self._guard()
+                    self.ledger.record(outgoing.acknowledgement, status, acknowledgement, sent_as)
+                resent = (
+                    int((sent_as == SENT_AS.index("resend")).sum())
+                    if isinstance(sent_as, np.ndarray)
+                    else 0
+                )
                 with self._counting:
-                    self.delivered_now += len(batch)
+                    self.delivered_now += len(batch) - resent
+                    self.resent_now += resent
+                    if ambiguous:
+                        self.maybe_twice_now += len(batch) - resent
                     self.stats.bytes_sent += outgoing.size
                     self.stats.sent_events += len(batch)
                 self._progress()
@@ -671,7 +747,7 @@ class Delivery:
         for _ in chunks:
             pass  # after a stop, keep counting, so the report shows every pending event
         self.ledger.close()
-        report = self.counts(time.monotonic() - started, error)
+        report = self.report = self.counts(time.monotonic() - started, error)
         if not self.dry_run:
             self.ledger.record_run(report)
             self._progress(final=True)
@@ -682,17 +758,25 @@ class Delivery:
     def counts(self, seconds: float = 0.0, error: Exception | None = None) -> dict[str, Any]:
         delivered = self.delivered_before + self.delivered_now
         dead = self.dead_before + self.dead_now
+        confirms = self.partner.confirms
         return {
             "destination": self.partner.name,
             "hour": self.hour,
+            "version": self.committed.version,
             "dry_run": self.dry_run,
             "replay": self.replay,
+            "resend_acknowledged": self.resend_acknowledged,
             "considered": self.considered,
             "selected": self.selected,
             "skipped": dict(sorted(self.skipped.items())),
             "delivered": delivered,
             "dead_lettered": dead,
             "pending": self.selected - delivered - dead,
+            "confirmed": delivered if confirms else 0,
+            "accepted_only": 0 if confirms else delivered,
+            "maybe_sent_twice": self.maybe_twice_before + self.maybe_twice_now,
+            "resent": {"this_run": self.resent_now, "earlier_runs": self.resent_before},
+            "note": None if confirms else ACCEPTED_NOTE,
             "requests": self.stats.requests,
             "retries": self.stats.retries,
             "splits": self.stats.splits,

@@ -7,6 +7,11 @@
 | `dead_letter/<destination>/hour=<h>/dl-<batch>.parquet` | events refused for good: status, reason, payload |
 | `deliveries/<destination>/hour=<h>/_runs/<n>.json` | what each push attempt did (requests, retries) |
 
+Each record also says how the partner acknowledged it (`acknowledgement`: "confirmed", or
+"accepted" where the partner checks later: Treasure Data, mParticle) and how it was sent
+(`sent_as`: "once"; "after_timeout", a request resent after one that may have arrived;
+"resend", sent again on purpose by `replay --resend-acknowledged`).
+
 Every acknowledgement is recorded right after its 2xx, before the next request, so a crash
 loses at most the one batch in flight. On object stores each one is its own small Parquet
 object (written under a temporary name, then renamed: atomic anywhere). On a local disk a
@@ -43,14 +48,24 @@ ACK_SCHEMA = pa.schema(
         ("batch_id", pa.string()),
         ("status", pa.int32()),
         ("acknowledged_at", pa.timestamp("us", tz="UTC")),
+        ("acknowledgement", pa.string()),  # "confirmed" or "accepted"
+        ("sent_as", pa.string()),  # "once", "after_timeout" or "resend"
     ]
 )
+ACKNOWLEDGEMENTS = ("confirmed", "accepted")
+SENT_AS = ("once", "after_timeout", "resend")
+FLAGS = ("after_timeout", "resend")  # the `sent_as` values selection keeps keys of
 # A journal holds event types and batch ids as dictionaries (a batch's ~1,400 records name
 # one or two event types and one batch: ~60 KB written per batch instead of ~150 KB); it is
 # read, and copied into Parquet, as `ACK_SCHEMA`.
 LABEL = pa.dictionary(pa.int32(), pa.string())
-JOURNAL_SCHEMA = ACK_SCHEMA.set(0, ACK_SCHEMA.field("event_type").with_type(LABEL)).set(
-    2, ACK_SCHEMA.field("batch_id").with_type(LABEL)
+JOURNAL_SCHEMA = pa.schema(
+    [
+        field.with_type(LABEL)
+        if field.name in ("event_type", "batch_id", "acknowledgement", "sent_as")
+        else field
+        for field in ACK_SCHEMA
+    ]
 )
 DEAD_SCHEMA = pa.schema(
     [
@@ -125,11 +140,6 @@ def _labels(indices: np.ndarray, names: list[str]) -> pa.Array:
     )
 
 
-def _is_local(fs: Any) -> bool:
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
-    return "file" in protocols or "local" in protocols
-
-
 class Journal:
     """An append-only Arrow IPC stream on a local disk: one `write` per record, no new file;
     its records also copied into Parquet as they come (`ParquetCopy`), which takes the
@@ -176,7 +186,7 @@ class ParquetCopy:
         "compression": "zstd",
         "compression_level": 1,
         "write_statistics": False,
-        "use_dictionary": ["event_type", "batch_id"],
+        "use_dictionary": ["event_type", "batch_id", "acknowledgement", "sent_as"],
         "column_encoding": {"id": "DELTA_LENGTH_BYTE_ARRAY"},
         "store_schema": False,
     }
@@ -220,7 +230,16 @@ def journal_batches(fs: Any, path: str) -> Iterator[pa.RecordBatch]:
     # A torn tail ends the stream: everything before it was acknowledged and stays.
     with fs.open(path, "rb") as handle, contextlib.suppress(pa.ArrowInvalid, OSError, EOFError):
         for batch in pa.ipc.open_stream(handle):
-            yield batch.cast(ACK_SCHEMA)  # a journal of an earlier version is ACK_SCHEMA
+            yield _complete(batch).cast(ACK_SCHEMA)
+
+
+def _complete(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A record batch of a ledger written before `acknowledgement`/`sent_as` existed, with
+    them (a 2xx then was taken as confirmed, sent once)."""
+    for name, default in (("acknowledgement", "confirmed"), ("sent_as", "once")):
+        if name not in batch.schema.names:
+            batch = batch.append_column(name, pa.array([default] * batch.num_rows, pa.string()))
+    return batch
 
 
 def read_journal(fs: Any, path: str) -> pa.Table:
@@ -234,7 +253,10 @@ def ledger_batches(fs: Any, path: str, columns: list[str]) -> Iterator[pa.Record
             yield batch.select(columns)
         return
     with fs.open(path, "rb") as handle:
-        yield from pq.ParquetFile(handle).iter_batches(batch_size=65_536, columns=columns)
+        parquet = pq.ParquetFile(handle)
+        present = [c for c in columns if c in parquet.schema_arrow.names]
+        for batch in parquet.iter_batches(batch_size=65_536, columns=present):
+            yield _complete(batch).select(columns) if present != columns else batch
 
 
 class Ledger:
@@ -246,24 +268,46 @@ class Ledger:
         self.hour = hour
         self.ack_dir = lake.path(f"deliveries/{destination}/hour={hour}")
         self.dead_dir = lake.path(f"dead_letter/{destination}/hour={hour}")
+        self.flagged: dict[str, dict[str, KeySet]] = {flag: {} for flag in FLAGS}
         self.acknowledged = self._keys(self.ack_dir, "ack-")
         self.dead = self._keys(self.dead_dir, "dl-")
         self._journal: Journal | None = None
 
     def _keys(self, folder: str, prefix: str) -> dict[str, KeySet]:
-        """Event type -> keys of the ids recorded in the folder's files."""
+        """Event type -> keys of the ids recorded in the folder's files (of acknowledgements:
+        also `self.flagged`, keys per `sent_as` flag)."""
         fs = self.lake.fs
         keys: dict[str, KeySet] = {}
         if not fs.exists(folder):
             return keys
         paths = fs.glob(f"{folder}/{prefix}*.parquet") + fs.glob(f"{folder}/{prefix}*.arrows")
+        columns = ["event_type", "id"] + (["sent_as"] if prefix == "ack-" else [])
         for path in paths:
-            for batch in ledger_batches(fs, path, ["event_type", "id"]):
+            for batch in ledger_batches(fs, path, columns):
                 recorded = pl.from_arrow(batch)
                 assert isinstance(recorded, pl.DataFrame)
                 for (event_type,), ids in recorded.group_by("event_type", maintain_order=True):
                     keys.setdefault(str(event_type), KeySet()).add(keys_of(ids["id"]))
+                    if "sent_as" in ids.columns:
+                        self._flag(str(event_type), ids)
         return keys
+
+    def _flag(self, event_type: str, records: pl.DataFrame) -> None:
+        for flag in FLAGS:
+            flagged = records.filter(pl.col("sent_as") == flag)["id"]
+            if len(flagged):
+                into = self.flagged[flag].setdefault(event_type, KeySet())
+                into.add(keys_of(flagged))
+
+    def flags(self, event_type: str, ids: pl.Series) -> dict[str, np.ndarray]:
+        """For each `sent_as` flag earlier runs recorded for events of `event_type`: which of
+        `ids` carry it (flags no earlier run recorded are left out)."""
+        found = {}
+        for flag in FLAGS:
+            keys = self.flagged[flag].get(event_type)
+            if keys:
+                found[flag] = keys.contains(keys_of(ids))
+        return found
 
     def recorded(self, event_type: str, ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         """Which of `ids` (events of `event_type`) earlier runs recorded as acknowledged, and
@@ -280,25 +324,38 @@ class Ledger:
         )
 
     def _write(self, folder: str, name: str, table: pa.Table) -> None:
-        fs = self.lake.fs
-        fs.makedirs(folder, exist_ok=True)
+        """One small Parquet object, written whole (see `Lake.write_bytes`)."""
         buffer = io.BytesIO()
         # Ledger files are small and read whole: no compression, no statistics.
         pq.write_table(table, buffer, compression="none", write_statistics=False)
-        temporary = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
-        fs.pipe_file(temporary, buffer.getvalue())
-        fs.mv(temporary, f"{folder}/{name}")
+        self.lake.write_bytes(self.lake.relative(f"{folder}/{name}"), buffer.getvalue())
 
     def acknowledge(
-        self, runs: Sequence[tuple[str, pa.StringArray | Sequence[str]]], batch: str, status: int
+        self,
+        runs: Sequence[tuple[str, pa.StringArray | Sequence[str]]],
+        batch: str,
+        status: int,
+        acknowledgement: str = "confirmed",
     ) -> None:
         """Record a 2xx for (event_type, ids) runs: call it before sending anything else (see
         the module's notes)."""
-        self.record(Acknowledgement.of(runs, batch), status)
+        self.record(Acknowledgement.of(runs, batch), status, acknowledgement)
 
-    def record(self, prepared: Acknowledgement, status: int) -> None:
-        """`acknowledge` of a batch's records prepared before it was sent."""
+    def record(
+        self,
+        prepared: Acknowledgement,
+        status: int,
+        acknowledgement: str = "confirmed",
+        sent_as: str | np.ndarray = "once",
+    ) -> None:
+        """`acknowledge` of a batch's records prepared before it was sent; `sent_as` is one
+        value for every record, or each record's index into `SENT_AS`."""
         n = len(prepared.ids)
+        zeros = np.zeros(n, dtype=np.int32)
+        if isinstance(sent_as, str):
+            sent_as_labels = _labels(zeros, [sent_as])
+        else:
+            sent_as_labels = _labels(sent_as.astype(np.int32), list(SENT_AS))
         now = time.time_ns() // 1000  # µs: 30x faster than datetimes
         table = pa.Table.from_arrays(
             [
@@ -307,12 +364,14 @@ class Ledger:
                 prepared.batch_ids,
                 _repeated(ACK_SCHEMA.field("status").type, np.int32(status), n),
                 _repeated(ACK_SCHEMA.field("acknowledged_at").type, np.int64(now), n),
+                _labels(zeros, [acknowledgement]),
+                sent_as_labels,
             ],
             schema=JOURNAL_SCHEMA,
         )
         # The in-memory sets only serve selection, which is done before a type is sent:
         # what this run acknowledges is never selected again in this run.
-        if self._journal is None and _is_local(self.lake.fs):
+        if self._journal is None and self.lake.local:
             self.lake.fs.makedirs(self.ack_dir, exist_ok=True)
             self._journal = Journal(self.lake.fs, self.ack_dir)
         if self._journal is not None:

@@ -85,6 +85,9 @@ class Partner:
     max_event_bytes: ClassVar[int | None] = None  # an event larger than this is dead-lettered
     default_event_types: ClassVar[tuple[str, ...] | None] = None  # None: every event type
     acknowledgement: ClassVar[str] = "synchronous"
+    # Whether a 2xx means the partner took the events (False: it only accepted them, and
+    # checks later; the ledger records such acknowledgements as "accepted").
+    confirms: ClassVar[bool] = True
     docs: ClassVar[str] = ""
     # Concurrency defaults, overridable in the destination's configuration. A rate is the
     # partner's documented limit for all our senders together (None: none documented);

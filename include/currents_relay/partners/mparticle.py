@@ -116,6 +116,7 @@ class MParticle(Partner):
     acknowledgement: ClassVar[str] = (
         "accepted: mParticle answers 202 and may drop invalid batches later"
     )
+    confirms: ClassVar[bool] = False
     # "Events API: 270 batches per second" per account by default (a batch: one user's
     # events; https://docs.mparticle.com/guides/default-service-limits/); requests are not
     # limited beyond it.

@@ -32,6 +32,7 @@ class TreasureData(Partner):
     acknowledgement: ClassVar[str] = (
         "asynchronous: Treasure Data answers 200 before checking the write key"
     )
+    confirms: ClassVar[bool] = False
 
     def validate(self) -> None:
         super().validate()

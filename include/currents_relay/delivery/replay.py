@@ -1,0 +1,61 @@
+"""Replay: deliver an hour range again to one destination (what `currents_replay` and
+`currents-relay replay` run).
+
+Only hours with a committed version are walked, found with one listing of the lake's
+manifests, so a range of years costs what the lake holds, not one lookup per hour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+from currents_relay.delivery.engine import DeliveryError, DeliveryStopped
+from currents_relay.delivery.partner import Endpoint
+from currents_relay.delivery.push import last_counts, push_hour
+from currents_relay.hours import hour_key
+from currents_relay.lake import Lake
+
+
+def committed_hours(lake: Lake, first: datetime, last: datetime) -> list[str]:
+    """The hours from `first` to `last` (both included) that have a committed version."""
+    low, high = hour_key(first), hour_key(last)
+    found = []
+    for relative in lake.glob("manifests/hour=*.json"):
+        hour = relative.removeprefix("manifests/hour=").removesuffix(".json")
+        if low <= hour <= high:
+            found.append(hour)
+    return found
+
+
+def replay_hours(
+    lake_url: str,
+    name: str,
+    endpoint: Endpoint,
+    first: datetime,
+    last: datetime,
+    *,
+    dead_letters: bool = True,
+    resend_acknowledged: bool = False,
+    mask: Callable[[str], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Each committed hour's counts, in order; an hour whose push failed yields its recorded
+    counts with `error`. Stops at the first `DeliveryStopped` (credentials, endpoint): it
+    would stop every later hour too."""
+    for hour in committed_hours(Lake(lake_url), first, last):
+        try:
+            yield push_hour(
+                lake_url,
+                hour,
+                name,
+                endpoint,
+                replay=dead_letters,
+                resend_acknowledged=resend_acknowledged,
+                mask=mask,
+            )
+        except DeliveryError as error:
+            counts = last_counts(lake_url, hour, name) or {"destination": name, "hour": hour}
+            yield counts | {"error": str(error)}
+            if isinstance(error, DeliveryStopped):
+                raise
