@@ -7,7 +7,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from currents_relay.delivery.engine import Delivery, DeliveryError, RetryPolicy, Selection
+from currents_relay.delivery.engine import (
+    Delivery,
+    DeliveryError,
+    DeliveryInterrupted,
+    RetryPolicy,
+    Selection,
+)
 from currents_relay.delivery.partner import Endpoint, Partner
 from currents_relay.destinations import Destination, destinations
 from currents_relay.lake import Lake
@@ -106,8 +112,7 @@ def push_hour(
             try:
                 counts = delivery.run()
             except DeliveryError:
-                if delivery.report is not None:
-                    held.check()
+                if delivery.report is not None and held.holds():
                     write_part(lake, hour, name, delivery.report)
                     write_report(lake, hour)
                 raise
@@ -123,7 +128,8 @@ def push_hour(
             )
             committed = latest
             resend_acknowledged = False  # acknowledged on purpose once is enough
-        held.check()
+        if not held.holds():
+            raise DeliveryInterrupted(f"{name}: hour {hour}: lost the lease before the report")
         write_part(lake, hour, name, counts)
         write_report(lake, hour)
     return counts

@@ -210,6 +210,14 @@ class Lease:
         if self._lost is not None:
             raise LeaseLost(f"hour {self.hour}: lease {self.name} lost: {self._lost}")
 
+    def holds(self) -> bool:
+        """Whether `check()` would pass."""
+        try:
+            self.check()
+        except LeaseLost:
+            return False
+        return True
+
     def release(self) -> None:
         self._stop.set()
         if self._renewer is not None:
