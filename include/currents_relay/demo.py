@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     hour = hour_key(args.hour)
     for stale in Path(args.landing).glob(f"**/date={date_partition(args.hour)}"):
         shutil.rmtree(stale)
-    for stale in ("deliveries", "dead_letter"):  # a fresh demo: deliver everything again
+    for stale in ("deliveries", "dead_letter", f"reports/hour={hour}"):  # deliver all again
         shutil.rmtree(Path(args.lake) / stale, ignore_errors=True)
     summary = generate_hour(args.landing, args.hour, events=args.events)
     print(f"1. generated {summary.events:,} events in {summary.files} files for hour {hour}")
@@ -133,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     print_deliveries(report, received)
     print(f"\nLake: {args.lake} ({len(report['by_event_type'])} event types; report in reports/)")
     print(
-        "Read it with DuckDB:  SELECT event_type, count(*) FROM read_parquet("
-        f"'{args.lake}/events/*/*/*.parquet', union_by_name=true, hive_partitioning=true) GROUP BY 1;"
+        f"Its live files: currents-relay lake files --lake {args.lake} --hour {hour}\n"
+        "Read them with DuckDB: SELECT event_type, count(*) FROM read_parquet([<those files>], "
+        "union_by_name=true) GROUP BY 1;"
     )
     print(f"Sandbox record of every accepted event: {record}")
     print(f"Done in {time.monotonic() - started:.0f} s.")

@@ -38,7 +38,7 @@ from currents_relay.lake.versions import (
     manifest_path,
     read_committed,
 )
-from currents_relay.landing import LandedFile, hour_key, list_hour, read_bytes
+from currents_relay.landing import LandedFile, hour_key, list_hour, read_all
 from currents_relay.normalize import (
     conform_table,
     records_to_table,
@@ -223,12 +223,11 @@ class HourIngest:
 
     def _ingest(self, files: list[LandedFile]) -> None:
         with rare_gc():
-            for index, landed in enumerate(files):
-                self._ingest_file(index, landed)
+            for index, (landed, data) in enumerate(read_all(files)):
+                self._ingest_file(index, landed, data)
             self._flush()
 
-    def _ingest_file(self, index: int, landed: LandedFile) -> None:
-        data = read_bytes(landed.uri)
+    def _ingest_file(self, index: int, landed: LandedFile, data: bytes) -> None:
         entry = landed.to_dict() | {
             "sha256": hashlib.sha256(data).hexdigest(),
             "size": len(data),

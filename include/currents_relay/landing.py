@@ -10,6 +10,9 @@ Landing URLs are anything fsspec opens (local paths, `file://`, `s3://`, `gs://`
 from __future__ import annotations
 
 import re
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -137,6 +140,26 @@ def list_hour(landing_url: str, hour: datetime) -> list[LandedFile]:
                 )
             )
     return files
+
+
+def read_all(files: Sequence[LandedFile], window: int = 8) -> Iterator[tuple[LandedFile, bytes]]:
+    """Each file with its bytes, in order. Object-store files are fetched `window` at a time
+    on threads (one GET is a round trip: sequential reads would wait on each); local files
+    are read as they are needed."""
+    if not any("://" in landed.uri for landed in files):
+        for landed in files:
+            yield landed, read_bytes(landed.uri)
+        return
+    with ThreadPoolExecutor(window, thread_name_prefix="landing-read") as pool:
+        pending: deque[tuple[LandedFile, Future[bytes]]] = deque()
+        for landed in files:
+            pending.append((landed, pool.submit(read_bytes, landed.uri)))
+            if len(pending) >= window:
+                first, future = pending.popleft()
+                yield first, future.result()
+        while pending:
+            first, future = pending.popleft()
+            yield first, future.result()
 
 
 def read_bytes(uri: str) -> bytes:

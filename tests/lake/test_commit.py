@@ -138,18 +138,18 @@ def test_a_reader_sees_the_old_or_the_new_version_while_the_hour_is_rerun(
     reader = threading.Thread(target=read_in_a_loop)
     reader.start()
     versions = [whole_version(lake)[0]]
-    for landing in (smaller, full, smaller):
-        process_hour(str(landing), lake_url, parse_hour(HOUR))
+    full_types = len(whole_version(lake)[1])
+    for rerun in range(8):  # until the reader has read two versions (at least three re-runs)
+        process_hour(str(smaller if rerun % 2 == 0 else full), lake_url, parse_hour(HOUR))
         versions.append(whole_version(lake)[0])
+        if rerun >= 2 and len(seen) >= 2:
+            break
     time.sleep(0.2)
     stop.set()
     reader.join()
     assert not errors, errors[0]
     assert len(seen) >= 2 and set(seen) <= set(versions)
-    assert {len(rows) for rows in seen.values()} == {
-        len(whole_version(lake)[1]),
-        len(whole_version(lake)[1]) + 1,
-    }
+    assert {len(rows) for rows in seen.values()} <= {full_types, full_types - 1}
 
 
 @pytest.mark.timeout(600)

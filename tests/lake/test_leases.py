@@ -27,7 +27,7 @@ def test_a_second_run_waits_then_fails_naming_the_holder_and_since(lake_url):
             second.acquire()
         assert 1.4 < time.monotonic() - started < 5
         message = str(held.value)
-        assert "push of segment on" in message and f"pid {os.getpid()}" in message
+        assert "held by push of segment" in message and f"pid {os.getpid()}" in message
         assert "since 20" in message  # an ISO time
         # another destination's lease of the same hour is free
         with Lease(lake, HOUR, "push-mparticle", "push of mparticle", QUICK):

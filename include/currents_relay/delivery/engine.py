@@ -455,6 +455,7 @@ class Delivery:
             return
         payloads = [(t, i, encoded.decode()) for t, i, encoded in batch.events()]
         with self._recording:
+            self._guard()
             self.ledger.dead_letter(payloads, batch_id(batch.runs()), status, reason)
         with self._counting:
             self.dead_now += len(payloads)
@@ -751,6 +752,10 @@ class Delivery:
         if not self.dry_run:
             self.ledger.record_run(report)
             self._progress(final=True)
+            if not self.partner.confirms and self.delivered_now:
+                log.warning(
+                    "%s: %d events %s", self.partner.name, self.delivered_now, ACCEPTED_NOTE
+                )
         if error:
             raise error
         return report
