@@ -210,7 +210,12 @@ def _lake(args: argparse.Namespace) -> None:
     from currents_relay.hours import hour_key
     from currents_relay.lake import Lake
     from currents_relay.lake.leases import Lease
-    from currents_relay.lake.versions import collect_garbage, live_files, read_committed
+    from currents_relay.lake.versions import (
+        collect_garbage,
+        forget_superseded,
+        live_files,
+        read_committed,
+    )
 
     lake = Lake(args.lake)
     if args.lake_command == "files":
@@ -228,9 +233,11 @@ def _lake(args: argparse.Namespace) -> None:
     deleted = 0
     for hour in hours:
         with Lease(lake, hour, "process", "lake gc"):
-            deleted += len(
-                collect_garbage(lake, hour, read_committed(lake, hour), args.grace).deleted
-            )
+            committed = read_committed(lake, hour)
+            collected = collect_garbage(lake, hour, committed, args.grace, orphans=True)
+            if committed is not None:
+                forget_superseded(lake, hour, committed, collected)
+            deleted += len(collected.deleted)
     print(json.dumps({"hours": len(hours), "deleted_files": deleted}))
 
 

@@ -198,7 +198,11 @@ class HourIngest:
             return self._report(previous, {})
         with Lease(self.lake, self.hour_key, "process", "process", self.options.lease) as lease:
             committed = read_committed(self.lake, self.hour_key)
-            collect_garbage(self.lake, self.hour_key, committed)  # a killed run's files
+            # Replaced versions past their grace period; a killed run's files where one left
+            # its lease behind.
+            collected = collect_garbage(
+                self.lake, self.hour_key, committed, orphans=lease.took_over
+            )
             try:
                 self._ingest(files)
                 outputs = self.writer.close()
@@ -206,7 +210,7 @@ class HourIngest:
                 outputs["validation"] = self.writer.write_validation(self.validator.summary())
                 report = self._report(committed.manifest if committed else None, outputs)
                 committed = self.writer.commit(
-                    self._manifest(report, outputs), committed, lease.check
+                    self._manifest(report, outputs), committed, lease.check, collected
                 )
             except BaseException as error:
                 self.writer.abort()

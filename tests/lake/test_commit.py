@@ -95,6 +95,22 @@ def test_lake_files_prints_the_live_files_that_duckdb_pyarrow_and_polars_read(
     assert pq.read_table(one).num_rows == report["by_event_type"][sms]
 
 
+def test_lake_gc_deletes_replaced_versions_past_their_grace_period(generated_hour, lake_url):
+    landing, _ = generated_hour
+    for _ in range(3):
+        process_hour(str(landing), lake_url, parse_hour(HOUR))
+    lake = Lake(lake_url)
+    live = whole_version(lake)
+    assert len({version_of(f) for f in hour_version_files(lake, HOUR)}) == 3
+    gc = [*CLI, "lake", "gc", "--lake", lake_url]
+    kept = subprocess.run(gc, cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(kept.stdout)["deleted_files"] == 0  # within the grace period (a day)
+    done = subprocess.run([*gc, "--grace", "0"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and json.loads(done.stdout)["deleted_files"] > 0
+    assert {version_of(f) for f in hour_version_files(lake, HOUR)} == {live[0]}
+    assert whole_version(lake) == live and read_committed(lake, HOUR).manifest["superseded"] == []
+
+
 def test_lake_files_of_an_hour_never_processed_is_a_clear_error(lake_url):
     done = subprocess.run(
         [*CLI, "lake", "files", "--lake", lake_url, "--hour", HOUR],

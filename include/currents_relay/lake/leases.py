@@ -114,6 +114,7 @@ class Lease:
         self.holder = holder_name(purpose)
         self.token = uuid.uuid4().hex
         self._tag: str | None = None
+        self.took_over = False  # from a holder that never released it (killed, or frozen)
         self._acquired_at = 0.0
         self._expires_at = 0.0
         self._lost: str | None = None
@@ -148,6 +149,7 @@ class Lease:
                 _iso(float(held["expires_at"])),
             )
             tag = objects.replace(self.path, self._body(now), current.tag)
+            self.took_over = tag is not None
         if tag is None:  # another run was quicker: look again
             return read_lease(self.lake, self.hour, self.name) or {"holder": "?"}
         self._tag, self._acquired_at, self._expires_at = tag, now, now + self.settings.ttl

@@ -113,6 +113,13 @@ class Committed:
             return found
         return {t: list(files) for t, files in sorted(outputs.get("events", {}).items())}
 
+    def files(self) -> list[str]:
+        """Every file of the version (relative): events, quarantine, validation results."""
+        outputs = self.manifest.get("outputs", {})
+        validation = outputs.get("validation") if isinstance(outputs, dict) else None
+        events = [p for files in self.event_files().values() for p in files]
+        return events + self.quarantine_files() + ([validation] if validation else [])
+
     def quarantine_files(self) -> list[str]:
         outputs = self.manifest.get("outputs", {})
         if isinstance(outputs, list):
@@ -242,17 +249,22 @@ class HourWriter:
         manifest: dict[str, Any],
         previous: Committed | None,
         check: Callable[[], None] = lambda: None,
+        collected: Collected | None = None,
     ) -> Committed:
         """Make this version live: the manifest written if the hour's live version is still
-        `previous`; `check` (the lease's) is called right before. Raises `CommitConflict`."""
-        now, grace = time.time(), grace_seconds()
+        `previous`; `check` (the lease's) is called right before. The replaced versions that
+        `collected` (this run's `collect_garbage`) deleted leave the list. Raises
+        `CommitConflict`."""
+        gone = set(collected.versions) if collected else set()
         superseded = [
             entry
             for entry in (previous.manifest.get("superseded", []) if previous else [])
-            if now - float(entry.get("at", 0)) < grace
+            if entry["version"] not in gone
         ]
         if previous is not None:
-            superseded.append({"version": previous.version, "at": now})
+            superseded.append(
+                {"version": previous.version, "at": time.time(), "files": previous.files()}
+            )
         body = manifest | {"version": self.version, "superseded": superseded}
         data = json_bytes(body)
         path = self.lake.path(manifest_path(self.hour))
@@ -297,32 +309,60 @@ def hour_version_files(lake: Lake, hour: str) -> list[str]:
 @dataclass
 class Collected:
     deleted: list[str] = field(default_factory=list)
-    kept_superseded: list[dict[str, Any]] = field(default_factory=list)
+    versions: list[str] = field(default_factory=list)  # replaced versions now gone
 
 
 def collect_garbage(
-    lake: Lake, hour: str, committed: Committed | None, grace: float | None = None
+    lake: Lake,
+    hour: str,
+    committed: Committed | None,
+    grace: float | None = None,
+    orphans: bool = False,
 ) -> Collected:
-    """Delete the hour's files that no reader can need: versions replaced more than `grace`
-    seconds ago, and versions never committed. Call it holding the hour's `process` lease."""
+    """Delete the hour's files that no reader can need: those of versions replaced more than
+    `grace` seconds ago (the manifest lists them: no listing needed), and, with `orphans`,
+    every file of a version no manifest names, found by listing the hour's folders (a run
+    killed before its commit; its lease, left behind, is the sign). Call it holding the
+    hour's `process` lease; it is idempotent."""
     grace = grace_seconds() if grace is None else grace
     now = time.time()
-    live = committed.version if committed else None
     result = Collected()
-    keep = {live} if live else set()
+    keep = {committed.version} if committed else set()
     for entry in committed.manifest.get("superseded", []) if committed else []:
         if now - float(entry.get("at", 0)) < grace:
             keep.add(entry["version"])
-            result.kept_superseded.append(entry)
-    for relative in hour_version_files(lake, hour):
-        if version_of(relative) not in keep:
-            lake.fs.rm_file(lake.path(relative))
-            result.deleted.append(relative)
-    for staging in lake.glob(f"_staging/hour={hour}-*"):  # left by an unversioned lake's run
-        lake.fs.rm(lake.path(staging), recursive=True)
-        result.deleted.append(staging)
+        elif "files" in entry:
+            for relative in entry["files"]:
+                with contextlib.suppress(FileNotFoundError):
+                    lake.fs.rm_file(lake.path(relative))
+                    result.deleted.append(relative)
+            result.versions.append(entry["version"])
+        else:  # an entry without its files: found by listing
+            orphans = True
+            result.versions.append(entry["version"])
+    if orphans:
+        for relative in hour_version_files(lake, hour):
+            if version_of(relative) not in keep:
+                lake.fs.rm_file(lake.path(relative))
+                result.deleted.append(relative)
+        for staging in lake.glob(f"_staging/hour={hour}-*"):  # an unversioned lake's run
+            lake.fs.rm(lake.path(staging), recursive=True)
+            result.deleted.append(staging)
     if result.deleted:
         log.info(
-            "hour %s: removed %d file(s) of old or uncommitted versions", hour, len(result.deleted)
+            "hour %s: removed %d file(s) of replaced or uncommitted versions",
+            hour,
+            len(result.deleted),
         )
     return result
+
+
+def forget_superseded(lake: Lake, hour: str, committed: Committed, collected: Collected) -> None:
+    """Drop the versions `collected` deleted from the manifest's `superseded` (a conditional
+    write over `committed`: a run that committed meanwhile keeps its own list)."""
+    gone = set(collected.versions)
+    if not gone:
+        return
+    kept = [e for e in committed.manifest.get("superseded", []) if e["version"] not in gone]
+    data = json_bytes(committed.manifest | {"superseded": kept})
+    lake.objects.replace(lake.path(manifest_path(hour)), data, committed.tag)
