@@ -142,21 +142,26 @@ def list_hour(landing_url: str, hour: datetime) -> list[LandedFile]:
     return files
 
 
-def read_all(files: Sequence[LandedFile], window: int = 8) -> Iterator[tuple[LandedFile, bytes]]:
-    """Each file with its bytes, in order. Object-store files are fetched `window` at a time
-    on threads (one GET is a round trip: sequential reads would wait on each); local files
-    are read as they are needed."""
+def read_all(
+    files: Sequence[LandedFile], window: int = 32, window_bytes: int = 256 << 20
+) -> Iterator[tuple[LandedFile, bytes]]:
+    """Each file with its bytes, in order. Object-store files are fetched ahead on threads,
+    at most `window` files and `window_bytes` (by their listed sizes) at a time: one GET is a
+    round trip, and sequential reads would wait on each. Local files are read as needed."""
     if not any("://" in landed.uri for landed in files):
         for landed in files:
             yield landed, read_bytes(landed.uri)
         return
-    with ThreadPoolExecutor(window, thread_name_prefix="landing-read") as pool:
+    with ThreadPoolExecutor(min(window, 16), thread_name_prefix="landing-read") as pool:
         pending: deque[tuple[LandedFile, Future[bytes]]] = deque()
+        ahead = 0
         for landed in files:
-            pending.append((landed, pool.submit(read_bytes, landed.uri)))
-            if len(pending) >= window:
+            while pending and (len(pending) >= window or ahead + landed.size > window_bytes):
                 first, future = pending.popleft()
+                ahead -= first.size
                 yield first, future.result()
+            pending.append((landed, pool.submit(read_bytes, landed.uri)))
+            ahead += landed.size
         while pending:
             first, future = pending.popleft()
             yield first, future.result()
