@@ -33,11 +33,12 @@ lint: install ## ruff lint and format check
 format: install ## ruff format and autofix
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-bench: install ## Benchmarks (figures, not tests): ingest 100k/1M/5M, push 1M at 100 ms an answer (and 5M to two partners), DAG
+bench: install ## Benchmarks (figures, not tests): ingest 100k/1M/5M, push 1M at 100 ms an answer (and 5M to two partners), DAG, S3 beside a local disk
 	$(PY) benchmarks/ingest.py --events $(or $(EVENTS),1000000)
 	$(PY) benchmarks/push.py --events $(or $(EVENTS),1000000)
 	$(PY) benchmarks/push.py --events 5000000 --destinations treasure_data,rudderstack
 	$(PY) benchmarks/dag.py
+	$(PY) benchmarks/object_store.py --events 30000,$(or $(EVENTS),1000000)
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
 	$(VENV)/bin/uv pip compile pyproject.toml --extra s3 --extra gcs --extra azure --extra test --python-version 3.11 -o requirements.lock

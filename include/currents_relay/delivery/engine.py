@@ -326,7 +326,7 @@ class Delivery:
         self.planned_batches = 0
         self._stopped = False
         self._counting = threading.Lock()
-        self._recording = threading.Lock()  # ledger writes, one at a time
+        self._recording = threading.Lock()  # dead-letter writes, one at a time
         self._progress_at = 0.0
         self._started = 0.0
         self._probe_taken = False
@@ -616,9 +616,8 @@ class Delivery:
             if outcome is Outcome.DONE:
                 sent_as = self._sent_as(outgoing, ambiguous)
                 acknowledgement = "confirmed" if self.partner.confirms else "accepted"
-                with self._recording:
-                    self._guard()
-                    self.ledger.record(outgoing.acknowledgement, status, acknowledgement, sent_as)
+                self._guard()
+                self.ledger.record(outgoing.acknowledgement, status, acknowledgement, sent_as)
                 resent = (
                     int((sent_as == SENT_AS.index("resend")).sum())
                     if isinstance(sent_as, np.ndarray)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -272,6 +273,7 @@ class Ledger:
         self.acknowledged = self._keys(self.ack_dir, "ack-")
         self.dead = self._keys(self.dead_dir, "dl-")
         self._journal: Journal | None = None
+        self._appending = threading.Lock()
 
     def _keys(self, folder: str, prefix: str) -> dict[str, KeySet]:
         """Event type -> keys of the ids recorded in the folder's files (of acknowledgements:
@@ -341,7 +343,7 @@ class Ledger:
         the module's notes)."""
         self.record(Acknowledgement.of(runs, batch), status, acknowledgement)
 
-    def record(
+    def record(  # safe to call from several threads
         self,
         prepared: Acknowledgement,
         status: int,
@@ -371,18 +373,20 @@ class Ledger:
         )
         # The in-memory sets only serve selection, which is done before a type is sent:
         # what this run acknowledges is never selected again in this run.
-        if self._journal is None and self.lake.local:
-            self.lake.fs.makedirs(self.ack_dir, exist_ok=True)
-            self._journal = Journal(self.lake.fs, self.ack_dir)
-        if self._journal is not None:
-            self._journal.append(table)
-        else:
+        if self.lake.local:  # one journal, appended one record at a time
+            with self._appending:
+                if self._journal is None:
+                    self.lake.fs.makedirs(self.ack_dir, exist_ok=True)
+                    self._journal = Journal(self.lake.fs, self.ack_dir)
+                self._journal.append(table)
+        else:  # an object of its own: senders write theirs side by side
             name = f"ack-{prepared.batch}-{uuid.uuid4().hex[:8]}.parquet"
             self._write(self.ack_dir, name, table.cast(ACK_SCHEMA))
 
     def close(self) -> None:
         """End this run's journal: its Parquet copy takes its place."""
-        journal, self._journal = self._journal, None
+        with self._appending:
+            journal, self._journal = self._journal, None
         if journal is not None:
             journal.close()
 
