@@ -15,6 +15,7 @@ from collections import Counter
 import pytest
 
 import currents_relay.ingest as ingest_module
+from currents_relay import landing as landing_module
 from currents_relay.delivery import engine as engine_module
 from currents_relay.delivery.engine import Delivery, Selection
 from currents_relay.delivery.partner import Endpoint
@@ -53,7 +54,7 @@ def held_rows_during_ingest(landing, lake, monkeypatch) -> tuple[int, Counter]:
         reads[uri] += 1
         return read_bytes(uri)
 
-    monkeypatch.setattr(ingest_module, "read_bytes", counting_read)
+    monkeypatch.setattr(landing_module, "read_bytes", counting_read)
     peak = 0
     run = HourIngest(
         str(landing), str(lake), parse_hour(HOUR), IngestOptions(flush_rows=FLUSH_ROWS)
