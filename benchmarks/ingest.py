@@ -30,7 +30,6 @@ import json, sys, time
 from currents_relay.hours import parse_hour
 from currents_relay.ingest import HourIngest
 from currents_relay.landing import list_hour
-from currents_relay import http_scan, http_tape  # numba set up before the clock, like an import
 landing, lake, hour, only = sys.argv[1:5]
 start = time.perf_counter()
 files = [f for f in list_hour(landing, parse_hour(hour)) if only == "all" or f.format == only]

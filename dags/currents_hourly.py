@@ -50,7 +50,7 @@ from currents_relay.hours import HOUR_PATTERN, hour_key, resolve_hour, settle_un
 PROJECT = Path(__file__).resolve().parents[1]
 DEFAULT_LANDING = str(PROJECT / "data" / "landing")
 DEFAULT_LAKE = str(PROJECT / "data" / "lake")
-DESTINATIONS = [d.name for d in enabled_destinations()]  # include/currents_relay/destinations.toml
+DESTINATIONS = [d.name for d in enabled_destinations()]  # destinations.toml
 LAKE = Asset(name="currents_lake", uri="file:///currents-relay/lake", group="currents")
 
 

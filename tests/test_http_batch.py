@@ -61,7 +61,7 @@ def test_too_long_strings_leave_the_table_with_a_reason():
     assert tables["users.messages.email.Open"]["id"].to_pylist() == ["a"]
 
 
-# Events the fast paths must leave to the row path (`tests/test_http_scan.py` uses them too).
+# Events the fast path must leave to the row path.
 NOT_PROVABLY_CLEAN = [
     {"time": "1"},
     {"time": 1.5},

@@ -227,23 +227,3 @@ def test_vectorised_http_path_gives_the_same_lake_as_the_row_path(generated_hour
         for name in reports
     }
     assert quarantine["fast"].equals(quarantine["rows"])
-
-
-def test_clean_http_bodies_are_read_by_the_scan_not_as_python_objects(tmp_path, monkeypatch):
-    """A regression guard: an hour of clean Custom HTTP files goes through the compiled scan
-    alone (no orjson object per event, no row path), and still reconciles."""
-    from currents_relay import ingest
-    from currents_relay.generator import generate_hour
-
-    landing = tmp_path / "landing"
-    generate_hour(str(landing), parse_hour(HOUR), events=3_000, seed=5, faults=False)
-
-    def refuse(*_args, **_kwargs):
-        raise AssertionError("a clean HTTP body left the scanned path")
-
-    monkeypatch.setattr(ingest, "http_tables", refuse)
-    monkeypatch.setattr(ingest.HourIngest, "_read_http_rows", refuse)
-    monkeypatch.setattr(ingest.HourIngest, "_parse_http", refuse)
-    report = HourIngest(str(landing), str(tmp_path / "lake"), parse_hour(HOUR)).run()
-    assert reconciles(report)
-    assert report["events"]["written"] > 1_000

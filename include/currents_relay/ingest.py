@@ -9,7 +9,6 @@ grow with the hour. Counts reconcile by construction (design.md, Report contract
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import io
 import json
@@ -26,9 +25,7 @@ import polars as pl
 import pyarrow as pa
 
 from currents_relay import catalogue
-from currents_relay.gc_pause import rare_gc
-from currents_relay.http_batch import http_tables, scanned_tables
-from currents_relay.http_tape import Keys, Scan, Tape
+from currents_relay.http_batch import http_tables
 from currents_relay.keyset import KeySet, first_new, keys_of
 from currents_relay.lake import Lake
 from currents_relay.lake.leases import Lease, LeaseSettings
@@ -175,7 +172,7 @@ class HourIngest:
         )
         self._buffers: dict[str, _Buffer] = {}
         self._buffered = 0
-        self._http_pending: list[tuple[LandedFile, Scan | list[Any]]] = []
+        self._http_pending: list[tuple[LandedFile, list[Any]]] = []
         self._http_pending_events = 0
         self._seen: dict[str, KeySet] = {}  # event type -> keys written this hour
         self._file_index: dict[str, int] = {}
@@ -226,10 +223,9 @@ class HourIngest:
         return report
 
     def _ingest(self, files: list[LandedFile]) -> None:
-        with rare_gc():
-            for index, (landed, data) in enumerate(read_all(files)):
-                self._ingest_file(index, landed, data)
-            self._flush()
+        for index, (landed, data) in enumerate(read_all(files)):
+            self._ingest_file(index, landed, data)
+        self._flush()
 
     def _ingest_file(self, index: int, landed: LandedFile, data: bytes) -> None:
         entry = landed.to_dict() | {
@@ -351,41 +347,19 @@ class HourIngest:
             raise UnreadableFile('not a Custom HTTP body: expected {"events": [...]}')
         return body["events"], bad_lines
 
-    @functools.cached_property
-    def _tape(self) -> Tape:
-        """The waiting HTTP bodies, scanned: made at the first body, so an hour without one
-        never loads the scanner's machine code."""
-        return Tape(Keys())
-
     def _flush_http(self) -> None:
         """Map the waiting HTTP batches with Arrow, together (per-batch costs dominate small
-        files): scanned bodies from the tape, the others from orjson's objects; what the
-        fast paths refuse, row by row. The waiting batches are all of one kind."""
+        files); what the fast path refuses, row by row."""
         pending, self._http_pending, self._http_pending_events = self._http_pending, [], 0
-        if pending and isinstance(pending[0][1], Scan):
-            scanned = self._map_scanned(pending)
-            self._tape.clear()
-            if scanned:
-                return
-            pending = [(landed, self._scanned_events(landed, scan)) for landed, scan in pending]
         if pending and not self._map_http(pending):
             for item in pending:
                 if not self._map_http([item]):
                     self._read_http_rows(*item, [])
 
-    def _scanned_events(self, landed: LandedFile, scan: Scan) -> list[Any]:
-        """A scanned body's events as orjson reads them (the scan only accepts bodies orjson
-        reads: tests prove it), for the paths that take objects."""
-        try:
-            return self._parse_http(landed, scan.body)[0]
-        except UnreadableFile as error:  # never quarantine the file that happened to flush
-            raise RuntimeError(f"the HTTP scan accepted {landed.uri}, orjson did not") from error
-
     def _batch_lineage(self, items: list[tuple[LandedFile, Any]]) -> dict[str, list[Any]]:
         lineage: dict[str, list[Any]] = {"source_uri": [], "source_offset": [], "ingested_at": []}
         for landed, events in items:
-            count = events.events if isinstance(events, Scan) else len(events)
-            for name, values in self._lineage(landed, list(range(count))).items():
+            for name, values in self._lineage(landed, list(range(len(events)))).items():
                 lineage[name] += values
         return lineage
 
@@ -396,14 +370,6 @@ class HourIngest:
         mapped = http_tables(events, lineage)
         if mapped is not None:
             self._take_mapped(*mapped, lineage, events.__getitem__)
-        return mapped is not None
-
-    def _map_scanned(self, items: list[tuple[LandedFile, Scan]]) -> bool:
-        """The fast path over the bodies on the tape; False when `_map_http` must decide."""
-        lineage = self._batch_lineage(items)
-        mapped = scanned_tables(self._tape, lineage)
-        if mapped is not None:
-            self._take_mapped(*mapped, lineage, self._tape.event)
         return mapped is not None
 
     def _take_mapped(
@@ -433,26 +399,17 @@ class HourIngest:
             self._buffer(event_type, table, keep_http=True)
 
     def _read_http(self, landed: LandedFile, data: bytes) -> int:
-        if self.options.vectorised and not landed.uri.endswith(JSON_LINES):
-            if self._http_pending and not isinstance(self._http_pending[-1][1], Scan):
-                self._flush_http()  # the waiting batches are all of one kind
-            scan = self._tape.add(data)
-            if scan is not None:
-                self._wait_for_batch(landed, scan, scan.events)
-                return scan.events
         events, bad_lines = self._parse_http(landed, data)
-        if self._http_pending and isinstance(self._http_pending[-1][1], Scan):
-            self._flush_http()
         if self.options.vectorised and not bad_lines:
-            self._wait_for_batch(landed, events, len(events))
+            self._wait_for_batch(landed, events)
         else:
             self._flush_http()  # keep file order
             self._read_http_rows(landed, events, bad_lines)
         return len(events)
 
-    def _wait_for_batch(self, landed: LandedFile, events: Scan | list[Any], count: int) -> None:
+    def _wait_for_batch(self, landed: LandedFile, events: list[Any]) -> None:
         self._http_pending.append((landed, events))
-        self._http_pending_events += count
+        self._http_pending_events += len(events)
         if self._http_pending_events >= HTTP_BATCH_EVENTS:
             self._flush_http()
 
