@@ -120,12 +120,7 @@ def avro_schema(event_type: str, added: tuple[str, ...] = ()) -> dict[str, Any]:
         else:
             fields.append({"name": name, "type": ["null", avro], "default": None})
     fields += [{"name": name, "type": ["null", "string"], "default": None} for name in added]
-    return {
-        "type": "record",
-        "name": event_type.rsplit(".", 1)[-1],
-        "namespace": "dataexport.S3.inner",
-        "fields": fields,
-    }
+    return {"type": "record", "name": f"dataexport.S3.inner.{event_type}", "fields": fields}
 
 
 def make_event(event_type: str, rng: random.Random, hour: datetime, users: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,18 +58,93 @@ class IngestOptions:
     flush_rows: int = 100_000  # rows buffered across event types before validating and writing
     bounds: TimeBounds = field(default_factory=TimeBounds)
     lease: LeaseSettings | None = None  # default: from the environment
+    # A file larger than this (or a gzip body that inflates beyond it) is quarantined unread:
+    # memory is bounded by the largest file accepted, not by what an attacker sends.
+    max_file_bytes: int = 1 << 30
 
 
 HTTP_BATCH_EVENTS = 20_000  # HTTP events mapped together on the fast path
 JSON_LINES = (".jsonl", ".ndjson")
+GZIP = ".gz"
+UNREAD = {
+    "symlink": "a symbolic link: never followed (copy the file into the landing zone)",
+    "not_a_file": "a folder or device where a data file is expected",
+    "undecodable_file_name": "the file name is not UTF-8",
+}
+# Quarantine rows keep at most this much of a rejected payload, with its size and checksum.
+PAYLOAD_PREFIX = 65_536
 
 
 class UnreadableFile(Exception):
-    """A file that cannot be read whole; it is quarantined whole."""
+    """A file that cannot be read whole; it is quarantined whole, with `reason`."""
+
+    def __init__(self, message: str, reason: str = "unreadable_file") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _payload(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True, default=str)
+
+
+def _avro_event_type(data: bytes) -> str | None:
+    """The known event type an Avro file's writer schema names (Braze names it
+    `dataexport.<store>.inner.<event type>`), or None where it names none."""
+    import fastavro
+
+    try:
+        schema = fastavro.reader(io.BytesIO(data)).writer_schema
+    except Exception:
+        return None  # unreadable: the readers below say why
+    name = schema.get("name", "") if isinstance(schema, dict) else ""
+    namespace = schema.get("namespace") if isinstance(schema, dict) else None
+    full = f"{namespace}.{name}" if namespace and "." not in name else name
+    matches = [t for t in catalogue.known_event_types() if full == t or full.endswith(f".{t}")]
+    return max(matches, key=len) if matches else None
+
+
+def _bound_payload(row: dict[str, Any]) -> None:
+    """Keep at most `PAYLOAD_PREFIX` characters of a quarantined payload, with the whole
+    payload's size in bytes and its SHA-256 (to match it with the source)."""
+    payload = row.get("payload")
+    if payload is None:
+        return
+    encoded = payload.encode("utf-8", errors="surrogatepass")
+    row["payload_bytes"] = len(encoded)
+    row["payload_sha256"] = hashlib.sha256(encoded).hexdigest()
+    if len(payload) > PAYLOAD_PREFIX:
+        row["payload"] = payload[:PAYLOAD_PREFIX]
+
+
+def _loads(data: bytes | str) -> Any:
+    """orjson (strict UTF-8, at most 1,024 levels deep); the standard library's parser for
+    text orjson refuses (invalid UTF-8 is kept as surrogates, quarantined per value)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        if "recursion limit" in str(error):
+            raise ValueError("nested deeper than 1,024 levels") from None
+        text = data if isinstance(data, str) else data.decode("utf-8", errors="surrogateescape")
+        return json.loads(text)
+
+
+def _parse_error(error: BaseException) -> str:
+    if isinstance(error, RecursionError):
+        return "nested too deep"
+    return str(error)[:500]
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """A gzip body inflated, refused beyond `limit` bytes (a small file can inflate to any
+    size) or when it is not gzip."""
+    inflate = zlib.decompressobj(wbits=31)  # gzip framing
+    try:
+        out = inflate.decompress(data, limit + 1)
+    except zlib.error as error:
+        raise UnreadableFile(f"not a gzip body: {error}") from None
+    if len(out) > limit or inflate.unconsumed_tail:
+        raise UnreadableFile(f"the gzip body inflates beyond max_file_bytes ({limit:,})")
+    return out
 
 
 def _text(value: Any) -> str | None:
@@ -223,14 +299,14 @@ class HourIngest:
         return report
 
     def _ingest(self, files: list[LandedFile]) -> None:
-        for index, (landed, data) in enumerate(read_all(files)):
+        for index, (landed, data) in enumerate(read_all(files, self._too_large)):
             self._ingest_file(index, landed, data)
         self._flush()
 
-    def _ingest_file(self, index: int, landed: LandedFile, data: bytes) -> None:
+    def _ingest_file(self, index: int, landed: LandedFile, data: bytes | None) -> None:
         entry = landed.to_dict() | {
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
+            "size": len(data) if data is not None else landed.size,
             "events": 0,
             "status": "ok",
         }
@@ -238,13 +314,16 @@ class HourIngest:
         self._file_index[landed.uri] = index
         self._file_format[landed.uri] = landed.format
         try:
+            if data is None or len(data) > self.options.max_file_bytes:
+                raise self._unread(landed)
             if landed.format == "avro":
                 events = self._read_avro(landed, data)
             else:
                 events = self._read_http(landed, data)
         except UnreadableFile as error:
-            log.warning("quarantining unreadable file %s: %s", landed.uri, error)
+            log.warning("quarantining file %s: %s", landed.uri, error)
             entry["status"] = "quarantined"
+            entry["reason"] = error.reason
             entry["error"] = str(error)
             self._quarantine(
                 [
@@ -253,7 +332,7 @@ class HourIngest:
                         "source_offset": None,
                         "event_type": landed.event_type,
                         "id": None,
-                        "reasons": ["unreadable_file"],
+                        "reasons": [error.reason],
                         "payload": None,
                         "error": str(error)[:2000],
                     }
@@ -266,6 +345,16 @@ class HourIngest:
         if self._buffered >= self.options.flush_rows:
             self._flush()
 
+    def _unread(self, landed: LandedFile) -> UnreadableFile:
+        """Why a file is quarantined without being read."""
+        if landed.problem:
+            return UnreadableFile(UNREAD[landed.problem], reason=landed.problem)
+        limit = self.options.max_file_bytes
+        return UnreadableFile(f"larger than max_file_bytes ({limit:,})", reason="too_large")
+
+    def _too_large(self, landed: LandedFile) -> bool:
+        return landed.size > self.options.max_file_bytes
+
     def _lineage(self, landed: LandedFile, offsets: list[int]) -> dict[str, Any]:
         # `ingested_at` as integer microseconds: Arrow converts those 30x faster than datetimes.
         stamp = _micros(landed.landed_at) if landed.landed_at else None
@@ -277,6 +366,12 @@ class HourIngest:
 
     def _read_avro(self, landed: LandedFile, data: bytes) -> int:
         event_type = landed.event_type or "unknown"
+        written_as = _avro_event_type(data)
+        if written_as and written_as != event_type:
+            raise UnreadableFile(
+                f"its records are {written_as} events, in the folder of {event_type}",
+                reason="event_type_mismatch",
+            )
         try:
             import polars as pl
 
@@ -322,27 +417,25 @@ class HourIngest:
 
     @staticmethod
     def _parse_http(landed: LandedFile, data: bytes) -> tuple[list[Any], list[tuple[int, str]]]:
-        """The events of an HTTP batch file, and the JSON-lines lines that do not parse."""
+        """The events of an HTTP batch file, and the JSON-lines lines that do not parse. A
+        key given twice in an object keeps its last value (as orjson and `json` do)."""
         events: list[Any] = []
         bad_lines: list[tuple[int, str]] = []
-        if landed.uri.endswith(JSON_LINES):
+        if landed.uri.removesuffix(GZIP).endswith(JSON_LINES):
             text = data.decode("utf-8", errors="surrogateescape")
             for line in text.splitlines():
                 if not line.strip():
                     continue
                 try:
-                    events.append(json.loads(line))
-                except ValueError:
+                    events.append(_loads(line))
+                except (ValueError, RecursionError):
                     bad_lines.append((len(events), line))
                     events.append(None)
             return events, bad_lines
         try:
-            body = orjson.loads(data)  # strict UTF-8: anything odd takes the tolerant parser below
-        except orjson.JSONDecodeError:
-            try:
-                body = json.loads(data.decode("utf-8", errors="surrogateescape"))
-            except ValueError as error:
-                raise UnreadableFile(f"malformed JSON: {error}") from error
+            body = _loads(data)
+        except (ValueError, RecursionError) as error:
+            raise UnreadableFile(f"malformed JSON: {_parse_error(error)}") from None
         if not isinstance(body, dict) or not isinstance(body.get("events"), list):
             raise UnreadableFile('not a Custom HTTP body: expected {"events": [...]}')
         return body["events"], bad_lines
@@ -399,6 +492,8 @@ class HourIngest:
             self._buffer(event_type, table, keep_http=True)
 
     def _read_http(self, landed: LandedFile, data: bytes) -> int:
+        if landed.uri.endswith(GZIP):
+            data = _gunzip(data, self.options.max_file_bytes)
         events, bad_lines = self._parse_http(landed, data)
         if self.options.vectorised and not bad_lines:
             self._wait_for_batch(landed, events)
@@ -549,6 +644,8 @@ class HourIngest:
     def _quarantine(self, rows: list[dict[str, Any]], count: bool = True) -> None:
         if not rows:
             return
+        for row in rows:
+            _bound_payload(row)
         if count:
             self.counts["quarantined"] += len(rows)
         for row in rows:

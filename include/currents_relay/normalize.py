@@ -64,11 +64,13 @@ def coerce_value(name: str, value: Any, kind: str, reasons: list[str]) -> Any:
         if isinstance(value, str):
             return _check_string(name, value, reasons)
     elif kind == "int64":
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
             if _INT64_MIN <= value <= _INT64_MAX:
                 return value
-        elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
-            return int(value)
+            reasons.append(f"out_of_range:{name}:{kind}")
+            return None
     elif kind == "float64":
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)

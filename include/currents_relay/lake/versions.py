@@ -47,8 +47,11 @@ QUARANTINE_SCHEMA = pa.schema(
         ("event_type", pa.string()),
         ("id", pa.string()),
         ("reasons", pa.list_(pa.string())),
-        ("payload", pa.string()),  # the raw event / record as JSON (null for a whole file)
+        # the raw event / record as JSON (null for a whole file), its first 65,536 characters
+        ("payload", pa.string()),
         ("error", pa.string()),  # the reader's error for an unreadable file
+        ("payload_bytes", pa.int64()),  # the whole payload's size
+        ("payload_sha256", pa.string()),  # ... and checksum
     ]
 )
 LEGACY_VERSION = "00000"  # files an unversioned lake wrote (`part-00000.parquet`)
