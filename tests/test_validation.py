@@ -104,3 +104,76 @@ def test_arrow_and_gx_engines_give_the_same_verdicts_on_a_whole_hour(generated_h
     assert arrow_report["quarantine_reasons"] == gx_report["quarantine_reasons"]
     assert arrow_results["suites"] == gx_results["suites"]
     assert (arrow_results["engine"], gx_results["engine"]) == ("arrow", "great_expectations")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_rule_added_to_a_suite_is_enforced_with_no_other_edit(engine, monkeypatch):
+    """An expectation type the vectorised engine does not evaluate itself (here, a set of
+    allowed values) is still enforced: Great Expectations runs it."""
+    from currents_relay import validation
+
+    original = validation.checks_for
+
+    def with_a_new_rule(family, bounds=None):
+        allowed = (("value_set", ["Open", "Click"]),)
+        return [
+            *original(family, bounds or TimeBounds()),
+            validation.Check("unknown_kind", "kind", "ExpectColumnValuesToBeInSet", allowed),
+        ]
+
+    monkeypatch.setattr(validation, "checks_for", with_a_new_rule)
+    table = pa.table(
+        {
+            "event_type": ["t"] * 3,
+            "id": ["a", "b", "c"],
+            "time": pa.array([1, 2, 3], pa.int64()),
+            "kind": ["Open", "Bounce", None],
+        }
+    )
+    failures = make_validator(engine).validate("behaviors", table, [(0, i) for i in range(3)])
+    assert failures == {1: ["unknown_kind:kind"]}
+
+
+def gx_and_arrow_agree(landing, tmp_path) -> dict:
+    runs = {}
+    for engine in ENGINES:
+        lake = tmp_path / engine
+        options = IngestOptions(validation_engine=engine)
+        report = HourIngest(str(landing), str(lake), parse_hour(HOUR), options).run()
+        manifest = json.loads((lake / "manifests" / f"hour={HOUR}.json").read_text())
+        runs[engine] = (report, json.loads((lake / manifest["outputs"]["validation"]).read_text()))
+    (arrow, arrow_results), (gx, gx_results) = runs["arrow"], runs["gx"]
+    assert (
+        arrow["events"] == gx["events"] and arrow["quarantine_reasons"] == gx["quarantine_reasons"]
+    )
+    assert arrow_results["suites"] == gx_results["suites"]
+    return arrow
+
+
+def test_gx_and_the_vectorised_engine_agree_on_every_real_sample(samples, tmp_path):
+    import shutil
+
+    from tests.conftest import avro_samples, http_samples
+    from tests.test_bad_input import DATE
+
+    landing = tmp_path / "landing"
+    http = landing / "http" / f"date={DATE}"
+    http.mkdir(parents=True)
+    for sample in http_samples():
+        shutil.copyfile(sample, http / f"{sample.parent.name}-{sample.name}")
+    for sample in avro_samples():
+        folder = (
+            landing / "dataexport.x.S3.integration.1" / f"event_type={sample.stem}" / f"date={DATE}"
+        )
+        folder.mkdir(parents=True)
+        shutil.copyfile(sample, folder / "part.avro")
+    report = gx_and_arrow_agree(landing, tmp_path)
+    assert report["events"]["quarantined"] == 0 and report["events"]["written"] >= 94
+
+
+def test_gx_and_the_vectorised_engine_agree_on_the_bad_input_corpus(tmp_path):
+    from tests.test_bad_input import corpus as corpus_fixture
+
+    landing = corpus_fixture.__wrapped__(tmp_path)
+    report = gx_and_arrow_agree(landing, tmp_path)
+    assert report["quarantine_reasons"]["malformed_email:email_address"] == 1
