@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 install: $(VENV)/.installed ## Create .venv and install the locked dependencies
 
 run: install ## Generate a demo hour and run it through real Airflow (airflow dags test)
-	$(PY) -m currents_relay.demo --landing $(LANDING) --lake $(LAKE) --hour $(DEMO_HOUR)
+	$(PY) -m currents_relay.tools.demo --landing $(LANDING) --lake $(LAKE) --hour $(DEMO_HOUR)
 
 test: install ## Run the whole test suite (what CI runs)
 	$(PY) -m pytest

@@ -37,8 +37,8 @@ def run_child(code: str, *args: str) -> dict:
 
 def landing_of(work: Path, events: int) -> Path:
     """A generated hour of `events` mixed events under `work` (same seed, so kept between runs)."""
-    from currents_relay.generator import generate_hour
     from currents_relay.hours import parse_hour
+    from currents_relay.tools.generator import generate_hour
 
     landing = work / f"landing-{events}"
     done = landing / ".complete"
@@ -64,7 +64,7 @@ def lake_of(work: Path, events: int) -> Path:
     lake = work / f"lake-{events}"
     if not (lake / "manifests").exists():
         from currents_relay.hours import parse_hour
-        from currents_relay.ingest import process_hour
+        from currents_relay.ingest.hour import process_hour
 
         process_hour(str(landing), str(lake), parse_hour(HOUR))
     return lake

@@ -74,7 +74,7 @@ floor()
 
 
 def empty_hour_seconds(tests: int) -> tuple[list[float], list[float]]:
-    from currents_relay.demo import airflow_env
+    from currents_relay.tools.demo import airflow_env
 
     airflow = str(Path(sys.executable).with_name("airflow"))
     with tempfile.TemporaryDirectory(prefix="currents-dag-bench-") as tmp:

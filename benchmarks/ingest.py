@@ -28,8 +28,8 @@ from common import HOUR, landing_of, run_child
 CHILD_OURS = """
 import json, sys, time
 from currents_relay.hours import parse_hour
-from currents_relay.ingest import HourIngest
-from currents_relay.landing import list_hour
+from currents_relay.ingest.hour import HourIngest
+from currents_relay.ingest.landing import list_hour
 landing, lake, hour, only = sys.argv[1:5]
 start = time.perf_counter()
 files = [f for f in list_hour(landing, parse_hour(hour)) if only == "all" or f.format == only]

@@ -28,7 +28,7 @@ from tests.s3 import S3Server  # noqa: E402  (the tests' S3 server: one definiti
 PROCESS = """
 import json, sys, time
 from currents_relay.hours import parse_hour
-from currents_relay.ingest import process_hour
+from currents_relay.ingest.hour import process_hour
 landing, lake, hour = sys.argv[1:4]
 started = time.perf_counter()
 report = process_hour(landing, lake, parse_hour(hour))
@@ -41,7 +41,7 @@ print(json.dumps({"seconds": time.perf_counter() - started, "peak_rss_mb": peak_
 READ = """
 import json, sys, time
 from currents_relay.hours import parse_hour
-from currents_relay.landing import filesystem, list_hour
+from currents_relay.ingest.landing import filesystem, list_hour
 landing, hour = sys.argv[1:3]
 started = time.perf_counter()
 files = list_hour(landing, parse_hour(hour))
@@ -81,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     work = ROOT / ".benchmarks"
     work.mkdir(exist_ok=True)
-    from currents_relay.sandbox import Sandbox
+    from currents_relay.tools.sandbox import Sandbox
 
     server = S3Server().start()
     os.environ.update(server.env())

@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(".benchmarks"), help="generated hours")
     args = parser.parse_args()
     from currents_relay.destinations import enabled_destinations
-    from currents_relay.sandbox import Sandbox
+    from currents_relay.tools.sandbox import Sandbox
 
     args.work.mkdir(parents=True, exist_ok=True)
     wanted = {name for name in args.destinations.split(",") if name}

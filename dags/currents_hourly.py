@@ -118,7 +118,7 @@ def currents_hourly():
     @task(multiple_outputs=False)
     def collect() -> dict:
         """List the hour's landed files (both formats)."""
-        from currents_relay.landing import list_hour
+        from currents_relay.ingest.landing import list_hour
 
         context = get_current_context()
         hour = resolve_hour(context["params"].get("hour"), context.get("data_interval_start"))
@@ -131,9 +131,9 @@ def currents_hourly():
     def ingest(collected: dict) -> dict:
         """Normalize, validate, deduplicate and write the hour into the lake."""
         from currents_relay.hours import parse_hour
-        from currents_relay.ingest import process_hour
-        from currents_relay.landing import LandedFile
-        from currents_relay.validation import TimeBounds
+        from currents_relay.ingest.hour import process_hour
+        from currents_relay.ingest.landing import LandedFile
+        from currents_relay.validation.suites import TimeBounds
 
         context = get_current_context()
         params = context["params"]

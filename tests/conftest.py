@@ -94,8 +94,8 @@ def s3_lake(s3_server) -> str:
 @pytest.fixture(scope="session")
 def generated_hour(tmp_path_factory):
     """A generated demo hour (both formats, faults included) and what the generator wrote."""
-    from currents_relay.generator import generate_hour
     from currents_relay.hours import parse_hour
+    from currents_relay.tools.generator import generate_hour
 
     landing = tmp_path_factory.mktemp("landing")
     summary = generate_hour(

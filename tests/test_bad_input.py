@@ -9,10 +9,10 @@ import fastavro
 import pyarrow.parquet as pq
 import pytest
 
-from currents_relay.generator import avro_schema, make_event
 from currents_relay.hours import parse_hour
-from currents_relay.ingest import process_hour
-from currents_relay.normalize import MAX_STRING_CHARS
+from currents_relay.ingest.hour import process_hour
+from currents_relay.ingest.normalize import MAX_STRING_CHARS
+from currents_relay.tools.generator import avro_schema, make_event
 from tests.conftest import HOUR
 
 DATE = "2026-11-01-10"
@@ -131,7 +131,7 @@ def test_corpus_lands_where_it_should(corpus, tmp_path):
 
 
 def test_missing_landing_zone_is_a_clear_error(tmp_path):
-    from currents_relay.landing import LandingError
+    from currents_relay.ingest.landing import LandingError
 
     with pytest.raises(LandingError, match="does not exist"):
         process_hour(str(tmp_path / "nowhere"), str(tmp_path / "lake"), parse_hour(HOUR))

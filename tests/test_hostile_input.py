@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from currents_relay.generator import avro_schema, make_event
 from currents_relay.hours import parse_hour
-from currents_relay.ingest import HourIngest, IngestOptions
+from currents_relay.ingest.hour import HourIngest, IngestOptions
 from currents_relay.lake import Lake
 from currents_relay.lake.versions import live_files, read_committed
+from currents_relay.tools.generator import avro_schema, make_event
 from tests.conftest import HOUR
 from tests.test_bad_input import DATE, event
 

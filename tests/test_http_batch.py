@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from currents_relay.http_batch import http_tables
-from currents_relay.normalize import MAX_STRING_CHARS, rows_to_table, to_canonical
+from currents_relay.ingest.http_batch import http_tables
+from currents_relay.ingest.normalize import MAX_STRING_CHARS, rows_to_table, to_canonical
 from tests.conftest import http_samples, load
 
 

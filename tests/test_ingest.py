@@ -13,7 +13,7 @@ import pytest
 
 from currents_relay.catalogue import schema_for
 from currents_relay.hours import parse_hour
-from currents_relay.ingest import HourIngest, IngestOptions, process_hour
+from currents_relay.ingest.hour import HourIngest, IngestOptions, process_hour
 from currents_relay.lake import Lake
 from currents_relay.lake.versions import live_files
 from tests.conftest import HOUR

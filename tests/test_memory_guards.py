@@ -14,17 +14,17 @@ from collections import Counter
 
 import pytest
 
-import currents_relay.ingest as ingest_module
-from currents_relay import landing as landing_module
+import currents_relay.ingest.hour as ingest_module
 from currents_relay.delivery import engine as engine_module
 from currents_relay.delivery.engine import Delivery, Selection
 from currents_relay.delivery.partner import Endpoint
-from currents_relay.generator import generate_hour
 from currents_relay.hours import parse_hour
-from currents_relay.ingest import HourIngest, IngestOptions, process_hour
-from currents_relay.landing import read_bytes
+from currents_relay.ingest import landing as landing_module
+from currents_relay.ingest.hour import HourIngest, IngestOptions, process_hour
+from currents_relay.ingest.landing import read_bytes
 from currents_relay.partners.custom_http import CustomHttp
-from currents_relay.sandbox import Sandbox
+from currents_relay.tools.generator import generate_hour
+from currents_relay.tools.sandbox import Sandbox
 from tests.conftest import HOUR
 
 FLUSH_ROWS = 1_500

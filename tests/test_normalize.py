@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from currents_relay.normalize import MAX_STRING_CHARS, coerce_value, to_canonical, to_http
+from currents_relay.ingest.normalize import MAX_STRING_CHARS, coerce_value, to_canonical, to_http
 from tests.conftest import http_samples, load
 
 
@@ -80,7 +80,8 @@ def test_unknown_event_type_flows_with_everything_in_extra():
         (1.5, "int64", None, "type_mismatch:f:int64"),
         ("123", "int64", None, "type_mismatch:f:int64"),
         (True, "int64", None, "type_mismatch:f:int64"),
-        (2**63, "int64", None, "type_mismatch:f:int64"),
+        (2**63, "int64", None, "out_of_range:f:int64"),
+        (1.79e26, "int64", None, "out_of_range:f:int64"),
         (3, "float64", 3.0, None),
         ("x", "bool", None, "type_mismatch:f:bool"),
         (["a", None], "list<string>", ["a", None], None),

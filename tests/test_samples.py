@@ -16,7 +16,7 @@ import pytest
 
 from currents_relay.catalogue import lookup, schema_for
 from currents_relay.hours import parse_hour
-from currents_relay.ingest import process_hour
+from currents_relay.ingest.hour import process_hour
 from tests.conftest import HOUR, avro_samples, http_samples, load
 
 pytestmark = pytest.mark.samples

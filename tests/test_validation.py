@@ -9,8 +9,8 @@ import pytest
 
 from currents_relay.catalogue import known_event_types, lookup
 from currents_relay.hours import parse_hour
-from currents_relay.ingest import HourIngest, IngestOptions
-from currents_relay.validation import (
+from currents_relay.ingest.hour import HourIngest, IngestOptions
+from currents_relay.validation.suites import (
     STRUCTURAL_RULES,
     GxValidator,
     TimeBounds,
@@ -110,7 +110,7 @@ def test_arrow_and_gx_engines_give_the_same_verdicts_on_a_whole_hour(generated_h
 def test_a_rule_added_to_a_suite_is_enforced_with_no_other_edit(engine, monkeypatch):
     """An expectation type the vectorised engine does not evaluate itself (here, a set of
     allowed values) is still enforced: Great Expectations runs it."""
-    from currents_relay import validation
+    from currents_relay.validation import suites as validation
 
     original = validation.checks_for
 

@@ -22,9 +22,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from currents_relay.ingest.landing import LandingError, parse_hour
 from currents_relay.lake.leases import LeaseHeld
 from currents_relay.lake.versions import CommitConflict
-from currents_relay.landing import LandingError, parse_hour
 
 
 def _hour(text: str):
@@ -247,10 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "process":
             from currents_relay.hours import hour_key
-            from currents_relay.ingest import process_hour
+            from currents_relay.ingest.hour import process_hour
             from currents_relay.lake import Lake
             from currents_relay.lake.reports import write_report
-            from currents_relay.validation import TimeBounds
+            from currents_relay.validation.suites import TimeBounds
 
             report = process_hour(
                 args.landing,
@@ -264,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report = write_report(Lake(args.lake), hour_key(args.hour)) or report
             print(json.dumps(report, indent=2))
         elif args.command == "generate":
-            from currents_relay.generator import generate_hour
+            from currents_relay.tools.generator import generate_hour
 
             summary = generate_hour(
                 args.landing,
@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "sandbox":
             from pathlib import Path
 
-            from currents_relay.sandbox import serve
+            from currents_relay.tools.sandbox import serve
 
             serve(
                 args.base_port,
@@ -306,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "load-settings":
             from pathlib import Path
 
-            from currents_relay.airflow_settings import load_settings
+            from currents_relay.tools.airflow_settings import load_settings
 
             print(json.dumps(load_settings(Path(args.path))))
     except (LandingError, LookupError, ValueError, OSError, LeaseHeld, CommitConflict) as error:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from currents_relay.destinations import enabled_destinations
-from currents_relay.sandbox import Sandbox
+from currents_relay.tools.sandbox import Sandbox
 from tests.conftest import HOUR, ROOT
 from tests.delivery.conftest import EXTRA, LOGIN
 

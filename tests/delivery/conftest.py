@@ -8,8 +8,8 @@ import pytest
 
 from currents_relay.delivery.partner import Endpoint
 from currents_relay.hours import parse_hour
-from currents_relay.ingest import process_hour
-from currents_relay.sandbox import Sandbox
+from currents_relay.ingest.hour import process_hour
+from currents_relay.tools.sandbox import Sandbox
 from tests.conftest import HOUR
 
 PARTNERS = ["treasure_data", "rudderstack", "zeotap", "custom_http", "segment", "mparticle"]

@@ -183,7 +183,7 @@ def test_gzip_bodies_arrive_whole(lake, sandbox):
 
 def test_retry_budget_exhausted_leaves_events_pending_and_fails(lake, sandbox):
     from currents_relay.delivery.engine import DeliveryIncomplete
-    from currents_relay.sandbox import Faults
+    from currents_relay.tools.sandbox import Faults
 
     sandbox.sims["custom_http"].faults = Faults(rate=1.0, statuses=[503])
     delivery = deliver(

@@ -19,7 +19,7 @@ import pytest
 from currents_relay.delivery.engine import DeliveryInterrupted
 from currents_relay.delivery.push import push_hour
 from currents_relay.hours import parse_hour
-from currents_relay.ingest import process_hour
+from currents_relay.ingest.hour import process_hour
 from currents_relay.lake import Lake
 from currents_relay.lake.leases import Lease, LeaseHeld, LeaseSettings
 from currents_relay.lake.reports import read_report

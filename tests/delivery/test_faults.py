@@ -22,10 +22,10 @@ from currents_relay.delivery.partner import Endpoint
 from currents_relay.delivery.push import build_partner
 from currents_relay.destinations import destinations
 from currents_relay.hours import parse_hour
-from currents_relay.ingest import process_hour
+from currents_relay.ingest.hour import process_hour
 from currents_relay.lake import Lake
 from currents_relay.partners.custom_http import CustomHttp
-from currents_relay.sandbox import Faults, Sandbox
+from currents_relay.tools.sandbox import Faults, Sandbox
 from tests.conftest import HOUR
 from tests.delivery.conftest import PARTNERS, endpoint
 
@@ -210,7 +210,7 @@ def test_every_sandbox_server_accepts_plain_requests_chunked_and_gzipped(sandbox
         "user": {"user_id": "u", "external_user_id": "x"},
         "properties": {"email_address": "a@b.co"},
     }
-    from currents_relay.normalize import to_canonical
+    from currents_relay.ingest.normalize import to_canonical
 
     row, reasons = to_canonical(event)
     assert not reasons

@@ -27,7 +27,7 @@ from currents_relay.lake import Lake
 from currents_relay.partners.custom_http import CustomHttp
 from currents_relay.partners.mparticle import MParticle
 from currents_relay.partners.segment import Segment
-from currents_relay.sandbox import Faults, Sandbox
+from currents_relay.tools.sandbox import Faults, Sandbox
 from tests.conftest import HOUR
 from tests.delivery.conftest import endpoint
 from tests.delivery.test_tls import self_signed

@@ -16,7 +16,7 @@ from currents_relay.delivery.partner import ConfigurationError, Endpoint
 from currents_relay.delivery.pii import PiiPolicy
 from currents_relay.delivery.push import build_partner
 from currents_relay.destinations import destinations
-from currents_relay.normalize import to_canonical
+from currents_relay.ingest.normalize import to_canonical
 from currents_relay.partners.mparticle import MParticle, attribute_text, split_wire_event
 from currents_relay.partners.segment import REGIONS, Segment, event_name
 from tests.conftest import HOUR, http_samples, load

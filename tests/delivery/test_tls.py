@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from currents_relay.delivery.engine import Delivery, DeliveryStopped, Selection
 from currents_relay.delivery.push import build_partner
 from currents_relay.destinations import enabled_destinations
-from currents_relay.sandbox import Sandbox
+from currents_relay.tools.sandbox import Sandbox
 from tests.conftest import HOUR
 from tests.delivery.conftest import endpoint
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from currents_relay.hours import parse_hour
-from currents_relay.ingest import process_hour
+from currents_relay.ingest.hour import process_hour
 from currents_relay.lake import Lake
 from currents_relay.lake.versions import (
     hour_version_files,
@@ -267,7 +267,7 @@ def mount_tmpfs(path: Path, size: str) -> None:
 
 
 def test_a_full_disk_during_a_commit_keeps_the_previous_version_and_leaves_nothing(tmp_path):
-    from currents_relay.generator import generate_hour
+    from currents_relay.tools.generator import generate_hour
 
     small, large = tmp_path / "small", tmp_path / "large"
     generate_hour(str(small), parse_hour(HOUR), events=2_000, seed=3, faults=False)

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 from currents_relay.delivery.batching import Batch
-from currents_relay.normalize import to_http
+from currents_relay.ingest.normalize import to_http
 
 SECRET_QUERY_WORDS = ("key", "token", "secret", "password", "signature", "sig", "auth")
 

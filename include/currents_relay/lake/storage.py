@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
+from currents_relay.ingest.landing import filesystem
 from currents_relay.lake.objects import Objects, objects_for
-from currents_relay.landing import filesystem
 
 
 def is_local(fs: Any) -> bool:

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from currents_relay.catalogue import USER_FIELDS, lookup, schema_for
-from currents_relay.normalize import MAX_STRING_CHARS, RESERVED, time_to_timestamp
+from currents_relay.ingest.normalize import MAX_STRING_CHARS, RESERVED, time_to_timestamp
 
 TOP_LEVEL = frozenset(("event_type", "id", "time", "user", "properties"))
 _EMPTY: dict[str, Any] = {}

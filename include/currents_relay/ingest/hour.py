@@ -26,7 +26,16 @@ import polars as pl
 import pyarrow as pa
 
 from currents_relay import catalogue
-from currents_relay.http_batch import http_tables
+from currents_relay.ingest.http_batch import http_tables
+from currents_relay.ingest.landing import LandedFile, hour_key, list_hour, read_all
+from currents_relay.ingest.normalize import (
+    conform_table,
+    records_to_table,
+    rows_to_table,
+    to_canonical,
+    to_http,
+    to_record,
+)
 from currents_relay.keyset import KeySet, first_new, keys_of
 from currents_relay.lake import Lake
 from currents_relay.lake.leases import Lease, LeaseSettings
@@ -36,16 +45,7 @@ from currents_relay.lake.versions import (
     manifest_path,
     read_committed,
 )
-from currents_relay.landing import LandedFile, hour_key, list_hour, read_all
-from currents_relay.normalize import (
-    conform_table,
-    records_to_table,
-    rows_to_table,
-    to_canonical,
-    to_http,
-    to_record,
-)
-from currents_relay.validation import TimeBounds, make_validator
+from currents_relay.validation.suites import TimeBounds, make_validator
 
 log = logging.getLogger(__name__)
 
@@ -600,7 +600,7 @@ class HourIngest:
             self._write_valid(event_type, table, failed)
 
     def _checked(self, family: str) -> list[str]:
-        from currents_relay.validation import checked_columns, checks_for
+        from currents_relay.validation.suites import checked_columns, checks_for
 
         return checked_columns(checks_for(family, self.options.bounds))
 

@@ -43,6 +43,12 @@ STRUCTURAL_RULES = {
     "type_mismatch": "a value that is not of the catalogue type (e.g. `time` not an integer)",
     "not_utf8": "a string that is not valid UTF-8",
     "too_long": "a string longer than MAX_STRING_CHARS",
+    "out_of_range": "an integer beyond int64 (e.g. `time` = 1.79e26)",
+    "too_large": "a file (or an inflated gzip body) over max_file_bytes: quarantined unread",
+    "symlink": "a symbolic link in the landing zone: never followed",
+    "not_a_file": "a folder or device where a data file is expected",
+    "undecodable_file_name": "a file name that is not UTF-8",
+    "event_type_mismatch": "an Avro file whose records are of another event type than its folder",
 }
 
 

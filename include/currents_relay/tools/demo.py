@@ -57,7 +57,7 @@ def _airflow(args: list[str], env: dict[str, str], log: Path) -> None:
 def start_sandbox(record: Path):
     """The partner sandbox on the ports `airflow_settings.yaml` points the connections at."""
     from currents_relay.destinations import enabled_destinations
-    from currents_relay.sandbox import DEFAULT_PORTS, Sandbox
+    from currents_relay.tools.sandbox import DEFAULT_PORTS, Sandbox
 
     names = [d.partner for d in enabled_destinations()]
     sandbox = Sandbox(names=names, ports={n: DEFAULT_PORTS[n] for n in names}, record=record)
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--dags", default=str(PROJECT / "dags"))
     args = parser.parse_args(argv)
-    from currents_relay.generator import generate_hour
+    from currents_relay.tools.generator import generate_hour
 
     started = time.monotonic()
     hour = hour_key(args.hour)

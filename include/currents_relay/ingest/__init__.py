@@ -1,0 +1,1 @@
+"""Ingest: landed files -> canonical rows -> validated, deduplicated lake versions."""

@@ -1,0 +1,1 @@
+"""Tools around the pipeline: the partner sandbox, the demo-data generator, `make run`, settings."""
