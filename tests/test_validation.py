@@ -177,3 +177,48 @@ def test_gx_and_the_vectorised_engine_agree_on_the_bad_input_corpus(tmp_path):
     landing = corpus_fixture.__wrapped__(tmp_path)
     report = gx_and_arrow_agree(landing, tmp_path)
     assert report["quarantine_reasons"]["malformed_email:email_address"] == 1
+
+
+def test_docs_keeps_gx_results_and_data_docs_for_an_hour_without_values(generated_hour, tmp_path):
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    from currents_relay.lake import Lake
+    from currents_relay.lake.versions import live_files
+    from tests.conftest import ROOT
+
+    landing, _ = generated_hour
+    lake = tmp_path / "lake"
+    HourIngest(str(landing), str(lake), parse_hour(HOUR)).run()
+    middle = 1_793_527_200 + 1800  # half the hour falls outside these bounds
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "currents_relay.cli",
+            "docs",
+            "--lake",
+            str(lake),
+            "--hour",
+            HOUR,
+            "--min-time",
+            str(middle),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["suites"] and not any(s["success"] for s in result["suites"].values())
+    project = lake / "data_docs" / f"hour={HOUR}" / "gx"
+    assert (project / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
+    stored = list((project / "uncommitted" / "validations").rglob("*.json"))
+    assert len(stored) == len(result["suites"])
+    text = "".join(p.read_text() for p in project.rglob("*") if p.suffix in (".json", ".html"))
+    emails = pq.read_table(live_files(Lake(str(lake)), HOUR, "users.messages.email.Open")[0])
+    assert emails["email_address"][0].as_py() not in text  # counts only, never values
+    assert emails["id"][0].as_py() not in text

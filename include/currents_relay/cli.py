@@ -7,6 +7,7 @@ currents-relay replay   --lake URL --destination NAME --hour H [--to-hour H] [--
 currents-relay report   --lake URL --hour H
 currents-relay lake files --lake URL --hour H [--event-type T]
 currents-relay lake gc    --lake URL [--hour H]
+currents-relay docs     --lake URL --hour H [--out DIR]
 
 Every command writes exactly one JSON document to stdout (`push`: the destination's counts;
 `replay`: `{"hours": [counts, ...]}`) and every log line to stderr, so
@@ -95,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--lake", required=True)
     report.add_argument("--hour", required=True, type=_hour)
+
+    docs = commands.add_parser(
+        "docs", help="validate a committed hour with Great Expectations and build its Data Docs"
+    )
+    docs.add_argument("--lake", required=True)
+    docs.add_argument("--hour", required=True, type=_hour)
+    docs.add_argument(
+        "--out", help="GX project folder (default: <lake>/data_docs/hour=<h> on a local lake)"
+    )
+    docs.add_argument("--min-time", type=int, help="the time bounds the hour was validated with")
+    docs.add_argument("--max-time", type=int)
 
     lake = commands.add_parser("lake", help="read the lake's committed hours; clean it up")
     lake_commands = lake.add_subparsers(dest="lake_command", required=True)
@@ -241,6 +253,23 @@ def _lake(args: argparse.Namespace) -> None:
     print(json.dumps({"hours": len(hours), "deleted_files": deleted}))
 
 
+def _docs(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from currents_relay.hours import hour_key
+    from currents_relay.lake import Lake
+    from currents_relay.validation.docs import build_docs
+    from currents_relay.validation.suites import TimeBounds
+
+    hour = hour_key(args.hour)
+    lake = Lake(args.lake)
+    if args.out is None and not lake.local:
+        raise ValueError("--out is needed for a lake on object storage (a local folder)")
+    out = Path(args.out) if args.out else Path(lake.path(f"data_docs/hour={hour}"))
+    bounds = TimeBounds(args.min_time, args.max_time)
+    print(json.dumps(build_docs(args.lake, hour, out, bounds), indent=2))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs_to_stderr()
@@ -289,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(report, indent=2))
         elif args.command == "lake":
             _lake(args)
+        elif args.command == "docs":
+            _docs(args)
         elif args.command == "sandbox":
             from pathlib import Path
 
