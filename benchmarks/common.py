@@ -35,19 +35,26 @@ def run_child(code: str, *args: str) -> dict:
     return result
 
 
-def landing_of(work: Path, events: int) -> Path:
-    """A generated hour of `events` mixed events under `work` (same seed, so kept between runs)."""
+def landing_of(work: Path, events: int, full: bool = False, lines: bool = False) -> Path:
+    """A generated hour of `events` mixed events under `work` (same seed, so kept between
+    runs); `full`: every schema field filled; `lines`: Custom HTTP as JSON-lines files."""
     from currents_relay.hours import parse_hour
     from currents_relay.tools.generator import generate_hour
 
-    landing = work / f"landing-{events}"
+    landing = work / f"landing-{events}{'-full' if full else ''}{'-lines' if lines else ''}"
     done = landing / ".complete"
     if done.exists():
         return landing
     subprocess.run(["rm", "-rf", str(landing)], check=True)
     started = time.perf_counter()
     summary = generate_hour(
-        str(landing), parse_hour(HOUR), events=events, faults=False, file_events=15_000
+        str(landing),
+        parse_hour(HOUR),
+        events=events,
+        faults=False,
+        file_events=15_000,
+        full_fields=full,
+        http_lines=lines,
     )
     done.write_text(json.dumps(summary.to_dict()))
     print(

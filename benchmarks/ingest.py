@@ -83,9 +83,12 @@ def warm(landing: Path) -> None:
 
 def http_as_ndjson(landing: Path, target: Path) -> None:
     with target.open("w") as out:
-        for path in sorted((landing / "http").rglob("*.json")):
+        for path in sorted((landing / "http").rglob("*.*json")):
+            if path.suffix == ".ndjson":
+                out.write(path.read_text())
+                continue
             for event in json.loads(path.read_text())["events"]:
-                out.write(json.dumps(event) + "\n")
+                out.write(json.dumps(event, ensure_ascii=False) + "\n")
 
 
 def row(name: str, result: dict, anchor: dict | None = None) -> str:
@@ -101,6 +104,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--scaling", default="100000,1000000,5000000", help="'' to skip")
     parser.add_argument("--work", type=Path, default=Path(".benchmarks"), help="generated hours")
+    parser.add_argument(
+        "--full-fields",
+        action="store_true",
+        help="also every schema field filled (non-ASCII property keys), as JSON and as NDJSON",
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.scaling.split(",") if size]
     args.work.mkdir(parents=True, exist_ok=True)
@@ -126,6 +134,19 @@ def main() -> None:
         anchor_avro = run(CHILD_POLARS_AVRO, str(landing), str(root / "polars"))
         lines.append(row("ours, Avro storage exports only", avro, anchor_avro))
         lines.append(row("anchor: polars read_avro + write_parquet", anchor_avro))
+
+        for as_lines in (False, True) if args.full_fields else ():
+            realistic = landing_of(args.work, args.events, full=True, lines=as_lines)
+            warm(realistic)
+            kind = "NDJSON files" if as_lines else "JSON bodies"
+            same = root / f"full-{as_lines}.ndjson"
+            http_as_ndjson(realistic, same)
+            ours = run(
+                CHILD_OURS, str(realistic), str(root / f"lake-full-{as_lines}"), HOUR, "http"
+            )
+            anchor = run(CHILD_PYARROW_JSON, str(same), str(root / "anchor-full.parquet"))
+            lines.append(row(f"ours, Custom HTTP, every field filled, {kind}", ours, anchor))
+            lines.append(row("anchor: pyarrow read_json + flatten + write_table", anchor))
 
         for size in sizes:
             hour = landing_of(args.work, size)

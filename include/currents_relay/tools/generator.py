@@ -123,14 +123,29 @@ def avro_schema(event_type: str, added: tuple[str, ...] = ()) -> dict[str, Any]:
     return {"type": "record", "name": f"dataexport.S3.inner.{event_type}", "fields": fields}
 
 
-def make_event(event_type: str, rng: random.Random, hour: datetime, users: int) -> dict[str, Any]:
-    """One canonical row (flat) for `event_type`."""
+FULL_PROPERTIES = {"città": "Zürich", "名前": "テスト", "plan": "pro", "score": 42, "tags": ["a"]}
+
+
+def make_event(
+    event_type: str, rng: random.Random, hour: datetime, users: int, full: bool = False
+) -> dict[str, Any]:
+    """One canonical row (flat) for `event_type`; `full`: every field filled, custom
+    properties with non-ASCII keys (as in the real samples), else ~15% of optional fields
+    absent."""
     user = rng.randrange(users)
     row: dict[str, Any] = {"event_type": event_type}
     for name, kind in lookup(event_type).fields.items():
-        if rng.random() < 0.15 and name not in ("id", "time", "user_id", "email_address"):
+        if (
+            not full
+            and rng.random() < 0.15
+            and name not in ("id", "time", "user_id", "email_address")
+        ):
             continue  # optional fields are often absent
         row[name] = fake_value(name, kind, rng, user)
+        if full and name in ("properties", "custom_attributes"):
+            row[name] = json.dumps(
+                FULL_PROPERTIES | {"score": rng.randrange(100)}, ensure_ascii=False
+            )
     row["id"] = str(uuid.UUID(int=rng.getrandbits(128)))
     row["time"] = int(hour.timestamp()) + rng.randrange(3600)
     row["user_id"] = f"{user:024x}"
@@ -166,8 +181,12 @@ def generate_hour(
     users: int = 2_000,
     faults: bool = True,
     file_events: int = 5_000,
+    full_fields: bool = False,
+    http_lines: bool = False,
 ) -> GeneratedHour:
-    """Write one hour of exports (both formats) under `landing_url`; return what was written."""
+    """Write one hour of exports (both formats) under `landing_url`; return what was written.
+    `full_fields`: every schema field filled (see `make_event`); `http_lines`: Custom HTTP
+    events as JSON-lines files of 1,000 events instead of `{"events": [...]}` bodies of 100."""
     rng = random.Random(seed)
     out = _Writer(landing_url, hour)
     summary = GeneratedHour()
@@ -175,7 +194,7 @@ def generate_hour(
     http_rows: list[dict[str, Any]] = []
     per_type = max(1, events // len(DEMO_EVENT_TYPES))
     for t_index, event_type in enumerate(DEMO_EVENT_TYPES):
-        rows = [make_event(event_type, rng, hour, users) for _ in range(per_type)]
+        rows = [make_event(event_type, rng, hour, users, full_fields) for _ in range(per_type)]
         summary.by_event_type[event_type] = len(rows)
         split = int(len(rows) * avro_share)
         avro_rows, http_rows_t = rows[:split], rows[split:]
@@ -217,9 +236,15 @@ def generate_hour(
             http_events.append(_bad_event(kind, http_events[1 + i]))
             summary.bad_rows += 1
     rng.shuffle(http_events)
-    for batch, start in enumerate(range(0, len(http_events), 100)):
-        body = json.dumps({"events": http_events[start : start + 100]}).encode()
-        out.put(f"http/date={out.date}/batch-{batch:05d}.json", body)
+    per_file = 1_000 if http_lines else 100
+    for batch, start in enumerate(range(0, len(http_events), per_file)):
+        chunk = http_events[start : start + per_file]
+        if http_lines:
+            lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in chunk)
+            out.put(f"http/date={out.date}/batch-{batch:05d}.ndjson", lines.encode())
+        else:
+            body = json.dumps({"events": chunk}, ensure_ascii=False).encode()
+            out.put(f"http/date={out.date}/batch-{batch:05d}.json", body)
         summary.files += 1
     summary.events += len(http_events)
     if faults:
