@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from currents_relay.lake import Lake
 
 
@@ -49,3 +51,9 @@ def test_one_of_many_creators_and_one_of_many_replacers_wins(lake_url):
     replaced = race(8, lambda i: objects.replace(path, f"taker {i}".encode(), tag))
     winners = [i for i, tag in enumerate(replaced) if tag]
     assert len(winners) == 1 and objects.get(path).data == f"taker {winners[0]}".encode()
+
+
+def test_a_missing_bucket_is_an_error_not_a_refused_condition(s3_server):
+    lake = Lake("s3://no-such-bucket-here/lake")
+    with pytest.raises(OSError):
+        lake.objects.create(lake.path("_leases/x.json"), b"one")

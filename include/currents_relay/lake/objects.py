@@ -16,7 +16,6 @@ Each returns whether it happened; a refused condition is an answer, never an exc
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import os
@@ -120,20 +119,21 @@ class LocalObjects:
 
 def _refused(error: BaseException) -> bool:
     """Whether an s3fs error is S3 refusing a condition (412, or 409 for a concurrent
-    conditional write to the same key), or the object being absent for `If-Match`."""
+    conditional write to the same key), or the object being absent for `If-Match`; a
+    missing bucket, or anything else, is an error."""
     cause = error.__cause__ or error.__context__
     response = getattr(cause, "response", None) or getattr(error, "response", None) or {}
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     code = response.get("Error", {}).get("Code")
+    if code == "NoSuchBucket":
+        return False
     if status in (404, 409, 412) or code in (
         "PreconditionFailed",
         "ConditionalRequestConflict",
         "NoSuchKey",
     ):
         return True
-    return isinstance(error, FileExistsError | FileNotFoundError) or (
-        isinstance(error, OSError) and error.errno == errno.EINVAL and "recondition" in str(error)
-    )
+    return isinstance(error, FileExistsError)
 
 
 class S3Objects:
