@@ -184,3 +184,11 @@ def test_the_http_reader_accounts_for_any_json_values(tmp_path_factory, events, 
     counted = report["events"]
     assert counted["read"] == counted["written"] + counted["quarantined"] + counted["duplicates"]
     assert counted["read"] == len(events) and report["files"]["quarantined"] == 0
+
+
+def test_the_file_size_limit_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CURRENTS_RELAY_MAX_FILE_BYTES", "1234")
+    assert IngestOptions().max_file_bytes == 1234
+    monkeypatch.setenv("CURRENTS_RELAY_MAX_FILE_BYTES", "lots")
+    with pytest.raises(ValueError, match="CURRENTS_RELAY_MAX_FILE_BYTES"):
+        IngestOptions()

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -50,6 +51,17 @@ from currents_relay.validation.suites import TimeBounds, make_validator
 log = logging.getLogger(__name__)
 
 
+def max_file_bytes_from_env() -> int:
+    """`CURRENTS_RELAY_MAX_FILE_BYTES` (default 1 GiB)."""
+    value = os.environ.get("CURRENTS_RELAY_MAX_FILE_BYTES", str(1 << 30))
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            f"CURRENTS_RELAY_MAX_FILE_BYTES={value!r} is not a number of bytes"
+        ) from None
+
+
 @dataclass(frozen=True)
 class IngestOptions:
     dry_run: bool = False  # validate and report, write nothing
@@ -60,7 +72,7 @@ class IngestOptions:
     lease: LeaseSettings | None = None  # default: from the environment
     # A file larger than this (or a gzip body that inflates beyond it) is quarantined unread:
     # memory is bounded by the largest file accepted, not by what an attacker sends.
-    max_file_bytes: int = 1 << 30
+    max_file_bytes: int = field(default_factory=max_file_bytes_from_env)
 
 
 HTTP_BATCH_EVENTS = 20_000  # HTTP events mapped together on the fast path
