@@ -41,7 +41,8 @@ print(json.dumps({"seconds": time.perf_counter() - started, "peak_rss_mb": peak_
 READ = """
 import json, sys, time
 from currents_relay.hours import parse_hour
-from currents_relay.ingest.landing import filesystem, list_hour
+from currents_relay.filesystems import filesystem
+from currents_relay.ingest.landing import list_hour
 landing, hour = sys.argv[1:3]
 started = time.perf_counter()
 files = list_hour(landing, parse_hour(hour))

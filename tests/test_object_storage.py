@@ -7,9 +7,10 @@ import types
 
 import pytest
 
+from currents_relay.filesystems import StorageUnavailable, filesystem
 from currents_relay.hours import parse_hour
 from currents_relay.ingest.hour import process_hour
-from currents_relay.ingest.landing import LandedFile, StorageUnavailable, filesystem, read_all
+from currents_relay.ingest.landing import LandedFile, read_all
 from currents_relay.lake import Lake
 from currents_relay.lake.objects import ConditionalWritesUnsupported, objects_for
 from currents_relay.lake.versions import live_files

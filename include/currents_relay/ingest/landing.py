@@ -20,6 +20,7 @@ from typing import Any
 
 import fsspec
 
+from currents_relay.filesystems import filesystem, is_local, url_of
 from currents_relay.hours import date_partition, hour_key, hour_range, parse_hour
 
 HTTP_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
@@ -78,43 +79,6 @@ def _mtime(info: dict[str, Any]) -> str:
     return ""
 
 
-# The package that gives fsspec each object store, and the extra that installs it.
-STORAGE_EXTRAS = {
-    "s3": ("s3fs", "s3"),
-    "s3a": ("s3fs", "s3"),
-    "gs": ("gcsfs", "gcs"),
-    "gcs": ("gcsfs", "gcs"),
-    "az": ("adlfs", "azure"),
-    "abfs": ("adlfs", "azure"),
-    "abfss": ("adlfs", "azure"),
-}
-
-
-class StorageUnavailable(ValueError):
-    """A URL's storage needs a package that is not installed."""
-
-
-def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The fsspec file system of `url` (credentials from the standard environment:
-    `AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`, `GOOGLE_APPLICATION_CREDENTIALS`, ...)."""
-    scheme = url.split("://", 1)[0] if "://" in url else "file"
-    # Object stores: no cached listings (another process's new objects must show).
-    options = {} if scheme in ("file", "local") else {"use_listings_cache": False}
-    try:
-        fs, root = fsspec.core.url_to_fs(url, **options)
-    except ImportError:
-        package, extra = STORAGE_EXTRAS.get(scheme, (scheme, scheme))
-        raise StorageUnavailable(
-            f"{scheme}:// needs the package {package}: pip install 'currents-relay[{extra}]'"
-        ) from None
-    return fs, root.rstrip("/")
-
-
-def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return path if protocol in ("file", "local") else f"{protocol}://{path}"
-
-
 def _local_entries(top: str) -> Iterator[tuple[str, dict[str, Any], str | None]]:
     """Every entry under a local folder, without following a symlink: (path, its `stat`
     as fsspec details, the problem that keeps it unread)."""
@@ -168,8 +132,7 @@ def list_hour(landing_url: str, hour: datetime) -> list[LandedFile]:
         f"{root}/event_type=*/date={date}"
     )
     partitions += [p for p in (f"{root}/http/date={date}",) if fs.isdir(p)]
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
-    local = "file" in protocols or "local" in protocols
+    local = is_local(fs)
     files: list[LandedFile] = []
     for partition in sorted(set(partitions)):
         entries = _local_entries(partition) if local else _remote_entries(fs, partition)
@@ -187,7 +150,7 @@ def list_hour(landing_url: str, hour: datetime) -> list[LandedFile]:
                 kind, event_type = "avro" if name.endswith(".avro") else "http", None
             files.append(
                 LandedFile(
-                    _uri(fs, shown),
+                    url_of(fs, shown),
                     int(info.get("size") or 0),
                     kind,
                     event_type,

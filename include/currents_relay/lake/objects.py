@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from currents_relay.filesystems import is_local
+
 
 class ConditionalWritesUnsupported(Exception):
     """The lake's storage offers no conditional writes this project can use."""
@@ -44,7 +46,7 @@ class Objects(Protocol):
 
 def objects_for(fs: Any) -> Objects:
     protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-    if "file" in protocols or "local" in protocols:
+    if is_local(fs):
         return LocalObjects()
     if "s3" in protocols or "s3a" in protocols:
         return S3Objects(fs)

@@ -10,13 +10,8 @@ from typing import Any
 
 import orjson
 
-from currents_relay.ingest.landing import filesystem
+from currents_relay.filesystems import filesystem, is_local, url_of
 from currents_relay.lake.objects import Objects, objects_for
-
-
-def is_local(fs: Any) -> bool:
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
-    return "file" in protocols or "local" in protocols
 
 
 def json_bytes(data: Any) -> bytes:
@@ -44,10 +39,7 @@ class Lake:
 
     def uri(self, relative: str) -> str:
         """What a reader opens: a local path, or the object's URL."""
-        if self.local:
-            return self.path(relative)
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        return f"{protocol}://{self.path(relative)}"
+        return url_of(self.fs, self.path(relative))
 
     def write_bytes(self, relative: str, data: bytes) -> None:
         """A whole object at once: on a local disk a temporary name renamed into place; on an

@@ -21,7 +21,8 @@ from typing import Any
 import fastavro
 
 from currents_relay.catalogue import lookup
-from currents_relay.ingest.landing import date_partition, filesystem
+from currents_relay.filesystems import filesystem
+from currents_relay.ingest.landing import date_partition
 from currents_relay.ingest.normalize import to_http
 
 DEMO_EVENT_TYPES = (
