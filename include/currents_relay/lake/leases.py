@@ -89,6 +89,16 @@ def read_lease(lake: Lake, hour: str, name: str) -> dict[str, Any] | None:
     return json.loads(stored.data) if stored else None
 
 
+def held_by(hour: str, name: str, held: dict[str, Any], waited: float) -> LeaseHeld:
+    """The error for a lease another run still held after waiting `waited` seconds."""
+    return LeaseHeld(
+        f"hour {hour}: {name} is held by {held.get('holder')} since {held.get('acquired_at')} "
+        f"(lease renewed {held.get('renewed_at')}, expires "
+        f"{_iso(float(held.get('expires_at', 0)))}); waited {waited:g} s "
+        "(CURRENTS_RELAY_LEASE_WAIT_SECONDS)"
+    )
+
+
 def is_live(lease: dict[str, Any] | None, now: float | None = None) -> bool:
     return lease is not None and float(lease["expires_at"]) > (now or time.time())
 
@@ -160,12 +170,7 @@ class Lease:
         waited = False
         while (held := self._try()) is not None:
             if time.monotonic() >= deadline:
-                raise LeaseHeld(
-                    f"hour {self.hour}: {self.name} is held by {held.get('holder')} since "
-                    f"{held.get('acquired_at')} (lease renewed {held.get('renewed_at')}, "
-                    f"expires {_iso(float(held.get('expires_at', 0)))}); waited "
-                    f"{self.settings.wait:g} s (CURRENTS_RELAY_LEASE_WAIT_SECONDS)"
-                )
+                raise held_by(self.hour, self.name, held, self.settings.wait)
             if not waited:
                 log.info(
                     "hour %s: waiting for %s, held by %s since %s",
@@ -244,9 +249,5 @@ def wait_until_free(lake: Lake, hour: str, name: str, settings: LeaseSettings) -
     while is_live(held := read_lease(lake, hour, name)):
         assert held is not None
         if time.monotonic() >= deadline:
-            raise LeaseHeld(
-                f"hour {hour}: {name} is held by {held.get('holder')} since "
-                f"{held.get('acquired_at')}; waited {settings.wait:g} s "
-                "(CURRENTS_RELAY_LEASE_WAIT_SECONDS)"
-            )
+            raise held_by(hour, name, held, settings.wait)
         time.sleep(Lease.POLL)
