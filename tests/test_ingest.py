@@ -204,26 +204,3 @@ def test_duplicates_keep_the_first_valid_copy(tmp_path):
     table = lake_table(tmp_path / "lake", "users.behaviors.CustomEvent")
     assert table["name"].to_pylist() == ["first"]
     assert table["source_offset"].to_pylist() == [1]
-
-
-def test_vectorised_http_path_gives_the_same_lake_as_the_row_path(generated_hour, tmp_path):
-    landing, summary = generated_hour
-    reports = {}
-    for name, vectorised in (("fast", True), ("rows", False)):
-        options = IngestOptions(vectorised=vectorised)
-        reports[name] = HourIngest(
-            str(landing), str(tmp_path / name), parse_hour(HOUR), options
-        ).run()
-    assert reports["fast"]["events"] == reports["rows"]["events"]
-    assert reports["fast"]["quarantine_reasons"] == reports["rows"]["quarantine_reasons"]
-    for event_type in summary.by_event_type:
-        assert lake_table(tmp_path / "fast", event_type).equals(
-            lake_table(tmp_path / "rows", event_type)
-        ), event_type
-    quarantine = {
-        name: pq.read_table(tmp_path / name / "quarantine").sort_by(
-            [("source_uri", "ascending"), ("source_offset", "ascending")]
-        )
-        for name in reports
-    }
-    assert quarantine["fast"].equals(quarantine["rows"])

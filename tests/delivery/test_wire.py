@@ -12,8 +12,7 @@ import pytest
 from currents_relay.delivery.engine import OFF_THE_WIRE
 from currents_relay.delivery.partner import Endpoint
 from currents_relay.delivery.wire import written
-from currents_relay.ingest.http_batch import http_tables
-from currents_relay.ingest.normalize import to_http
+from currents_relay.ingest.normalize import http_tables, to_http
 from currents_relay.partners.custom_http import CustomHttp
 from currents_relay.partners.mparticle import MAX_VALUE_CHARS, MParticle
 from currents_relay.partners.segment import Segment

@@ -16,7 +16,7 @@ import logging
 import os
 import zlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, overload
@@ -27,16 +27,8 @@ import polars as pl
 import pyarrow as pa
 
 from currents_relay import catalogue
-from currents_relay.ingest.http_batch import http_tables
 from currents_relay.ingest.landing import LandedFile, hour_key, list_hour, read_all
-from currents_relay.ingest.normalize import (
-    conform_table,
-    records_to_table,
-    rows_to_table,
-    to_canonical,
-    to_http,
-    to_record,
-)
+from currents_relay.ingest.normalize import avro_table, http_tables, to_http, to_record
 from currents_relay.keyset import KeySet, first_new, keys_of
 from currents_relay.lake import Lake
 from currents_relay.lake.leases import Lease, LeaseSettings
@@ -65,7 +57,6 @@ def max_file_bytes_from_env() -> int:
 @dataclass(frozen=True)
 class IngestOptions:
     dry_run: bool = False  # validate and report, write nothing
-    vectorised: bool = True  # map clean HTTP batches with Arrow (tests compare with the row path)
     validation_engine: str = "arrow"  # or "gx": run the suites with Great Expectations itself
     flush_rows: int = 100_000  # rows buffered across event types before validating and writing
     bounds: TimeBounds = field(default_factory=TimeBounds)
@@ -75,7 +66,7 @@ class IngestOptions:
     max_file_bytes: int = field(default_factory=max_file_bytes_from_env)
 
 
-HTTP_BATCH_EVENTS = 20_000  # HTTP events mapped together on the fast path
+HTTP_BATCH_EVENTS = 20_000  # HTTP events mapped together (per-batch costs dominate small files)
 JSON_LINES = (".jsonl", ".ndjson")
 GZIP = ".gz"
 UNREAD = {
@@ -171,39 +162,17 @@ def _text(value: Any) -> str | None:
 
 @dataclass
 class _Buffer:
-    """Rows of one event type waiting for validation, in arrival order.
-
-    Avro files arrive as Arrow tables; HTTP rows are kept as dicts and built into one table
-    when needed (building a table per 100-event batch costs more than the rows themselves).
-    """
+    """Tables of one event type waiting for validation, in arrival order."""
 
     event_type: str
     tables: list[pa.Table] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    lineage: dict[str, list[Any]] = field(
-        default_factory=lambda: {"source_uri": [], "source_offset": [], "ingested_at": []}
-    )
     size: int = 0
 
     def add_table(self, table: pa.Table) -> None:
-        self._seal()
         self.tables.append(table)
         self.size += table.num_rows
 
-    def add_rows(self, rows: list[dict[str, Any]], lineage: dict[str, list[Any]]) -> None:
-        self.rows += rows
-        for name, values in lineage.items():
-            self.lineage[name] += values
-        self.size += len(rows)
-
-    def _seal(self) -> None:
-        if self.rows:
-            self.tables.append(rows_to_table(self.event_type, self.rows, self.lineage))
-            self.rows = []
-            self.lineage = {name: [] for name in self.lineage}
-
     def table(self) -> pa.Table:
-        self._seal()
         return pa.concat_tables(self.tables) if len(self.tables) > 1 else self.tables[0]
 
 
@@ -260,7 +229,7 @@ class HourIngest:
         )
         self._buffers: dict[str, _Buffer] = {}
         self._buffered = 0
-        self._http_pending: list[tuple[LandedFile, list[Any]]] = []
+        self._http_pending: list[tuple[LandedFile, list[Any], list[int]]] = []
         self._http_pending_events = 0
         self._seen: dict[str, KeySet] = {}  # event type -> keys written this hour
         self._file_index: dict[str, int] = {}
@@ -400,12 +369,9 @@ class HourIngest:
             decoded = pa.Table.from_pylist(records) if records else pa.table({})
         n = decoded.num_rows
         lineage = self._lineage(landed, list(range(n)))
-        conformed = conform_table(event_type, decoded, lineage) if n else None
-        if n and conformed is None:
-            conformed = records_to_table(event_type, decoded.to_pylist(), lineage)
-        if conformed:
-            table, reasons = conformed
-            bad = [i for i, why in enumerate(reasons) if why]
+        if n:
+            table, reasons = avro_table(event_type, decoded, lineage)
+            bad = sorted(reasons)
             if bad:
                 raw = decoded.take(bad).to_pylist()
                 self._quarantine(
@@ -422,78 +388,83 @@ class HourIngest:
                         for i, rec in zip(bad, raw, strict=True)
                     ]
                 )
-                keep = pa.array([not why for why in reasons])
-                table = table.filter(keep)
+                table = table.filter(pa.array([i not in reasons for i in range(n)]))
             self._buffer(event_type, table)
         return n
 
     @staticmethod
-    def _parse_http(landed: LandedFile, data: bytes) -> tuple[list[Any], list[tuple[int, str]]]:
-        """The events of an HTTP batch file, and the JSON-lines lines that do not parse. A
-        key given twice in an object keeps its last value (as orjson and `json` do)."""
+    def _parse_http(
+        landed: LandedFile, data: bytes
+    ) -> tuple[list[Any], list[int], list[tuple[int, str]]]:
+        """The events of an HTTP batch file with their offsets, and the JSON-lines lines that
+        do not parse. A key given twice in an object keeps its last value (as orjson and `json`
+        do)."""
+        if not landed.uri.removesuffix(GZIP).endswith(JSON_LINES):
+            try:
+                body = _loads(data)
+            except (ValueError, RecursionError) as error:
+                raise UnreadableFile(f"malformed JSON: {_parse_error(error)}") from None
+            if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+                raise UnreadableFile('not a Custom HTTP body: expected {"events": [...]}')
+            return body["events"], list(range(len(body["events"]))), []
         events: list[Any] = []
+        offsets: list[int] = []
         bad_lines: list[tuple[int, str]] = []
-        if landed.uri.removesuffix(GZIP).endswith(JSON_LINES):
-            text = data.decode("utf-8", errors="surrogateescape")
-            for line in text.splitlines():
-                if not line.strip():
-                    continue
-                try:
-                    events.append(_loads(line))
-                except (ValueError, RecursionError):
-                    bad_lines.append((len(events), line))
-                    events.append(None)
-            return events, bad_lines
-        try:
-            body = _loads(data)
-        except (ValueError, RecursionError) as error:
-            raise UnreadableFile(f"malformed JSON: {_parse_error(error)}") from None
-        if not isinstance(body, dict) or not isinstance(body.get("events"), list):
-            raise UnreadableFile('not a Custom HTTP body: expected {"events": [...]}')
-        return body["events"], bad_lines
+        text = data.decode("utf-8", errors="surrogateescape")
+        for offset, line in enumerate(line for line in text.splitlines() if line.strip()):
+            try:
+                events.append(_loads(line))
+                offsets.append(offset)
+            except (ValueError, RecursionError):
+                bad_lines.append((offset, line))
+        return events, offsets, bad_lines
+
+    def _read_http(self, landed: LandedFile, data: bytes) -> int:
+        if landed.uri.endswith(GZIP):
+            data = _gunzip(data, self.options.max_file_bytes)
+        events, offsets, bad_lines = self._parse_http(landed, data)
+        self._quarantine(
+            [
+                {
+                    "source_uri": landed.uri,
+                    "source_offset": offset,
+                    "event_type": None,
+                    "id": None,
+                    "reasons": ["malformed_json:line"],
+                    "payload": _payload(line),
+                    "error": None,
+                }
+                for offset, line in bad_lines
+            ]
+        )
+        self._http_pending.append((landed, events, offsets))
+        self._http_pending_events += len(events)
+        if self._http_pending_events >= HTTP_BATCH_EVENTS:
+            self._flush_http()
+        return len(events) + len(bad_lines)
 
     def _flush_http(self) -> None:
-        """Map the waiting HTTP batches with Arrow, together (per-batch costs dominate small
-        files); what the fast path refuses, row by row."""
+        """Map the waiting HTTP files together; quarantine the events refused for a
+        structural reason."""
         pending, self._http_pending, self._http_pending_events = self._http_pending, [], 0
-        if pending and not self._map_http(pending):
-            for item in pending:
-                if not self._map_http([item]):
-                    self._read_http_rows(*item, [])
-
-    def _batch_lineage(self, items: list[tuple[LandedFile, Any]]) -> dict[str, list[Any]]:
-        lineage: dict[str, list[Any]] = {"source_uri": [], "source_offset": [], "ingested_at": []}
-        for landed, events in items:
-            for name, values in self._lineage(landed, list(range(len(events)))).items():
+        if not pending:
+            return
+        events = [event for _, file_events, _ in pending for event in file_events]
+        lineage: dict[str, list[Any]] = {name: [] for name in catalogue.LINEAGE_FIELDS}
+        for landed, _, offsets in pending:
+            for name, values in self._lineage(landed, offsets).items():
                 lineage[name] += values
-        return lineage
-
-    def _map_http(self, items: list[tuple[LandedFile, list[Any]]]) -> bool:
-        """The fast path over several files; False when one of them needs the row path."""
-        events = [event for _, file_events in items for event in file_events]
-        lineage = self._batch_lineage(items)
-        mapped = http_tables(events, lineage)
-        if mapped is not None:
-            self._take_mapped(*mapped, lineage, events.__getitem__)
-        return mapped is not None
-
-    def _take_mapped(
-        self,
-        tables: dict[str, pa.Table],
-        reasons: dict[int, list[str]],
-        lineage: dict[str, list[Any]],
-        event_at: Callable[[int], Any],
-    ) -> None:
-        """Buffer a batch's tables; quarantine its events refused for a structural reason."""
+        tables, rejected = http_tables(events, lineage)
         quarantined = []
-        for i, why in sorted(reasons.items()):
-            event = event_at(i)
+        for i, why in rejected.items():
+            event = events[i]
+            source = event if isinstance(event, dict) else {}
             quarantined.append(
                 {
                     "source_uri": lineage["source_uri"][i],
                     "source_offset": lineage["source_offset"][i],
-                    "event_type": _text(event.get("event_type")),
-                    "id": _text(event.get("id")),
+                    "event_type": _text(source.get("event_type")),
+                    "id": _text(source.get("id")),
                     "reasons": why,
                     "payload": _payload(event),
                     "error": None,
@@ -502,69 +473,6 @@ class HourIngest:
         self._quarantine(quarantined)
         for event_type, table in tables.items():
             self._buffer(event_type, table, keep_http=True)
-
-    def _read_http(self, landed: LandedFile, data: bytes) -> int:
-        if landed.uri.endswith(GZIP):
-            data = _gunzip(data, self.options.max_file_bytes)
-        events, bad_lines = self._parse_http(landed, data)
-        if self.options.vectorised and not bad_lines:
-            self._wait_for_batch(landed, events)
-        else:
-            self._flush_http()  # keep file order
-            self._read_http_rows(landed, events, bad_lines)
-        return len(events)
-
-    def _wait_for_batch(self, landed: LandedFile, events: list[Any]) -> None:
-        self._http_pending.append((landed, events))
-        self._http_pending_events += len(events)
-        if self._http_pending_events >= HTTP_BATCH_EVENTS:
-            self._flush_http()
-
-    def _read_http_rows(
-        self, landed: LandedFile, events: list[Any], bad_lines: list[tuple[int, str]]
-    ) -> None:
-        """The row path: every event mapped and typed on its own, with per-row reasons."""
-        quarantine = [
-            {
-                "source_uri": landed.uri,
-                "source_offset": offset,
-                "event_type": None,
-                "id": None,
-                "reasons": ["malformed_json:line"],
-                "payload": _payload(line),
-                "error": None,
-            }
-            for offset, line in bad_lines
-        ]
-        bad_offsets = {offset for offset, _ in bad_lines}
-        grouped: dict[str, tuple[list[dict], list[int]]] = {}
-        for offset, event in enumerate(events):
-            if offset in bad_offsets:
-                continue
-            row, reasons = to_canonical(event)
-            if reasons:
-                source = event if isinstance(event, dict) else {"event": event}
-                quarantine.append(
-                    {
-                        "source_uri": landed.uri,
-                        "source_offset": offset,
-                        "event_type": _text(source.get("event_type")),
-                        "id": _text(source.get("id")),
-                        "reasons": reasons,
-                        "payload": _payload(event),
-                        "error": None,
-                    }
-                )
-                continue
-            rows, offsets = grouped.setdefault(row["event_type"] or "", ([], []))
-            rows.append(row)
-            offsets.append(offset)
-        self._quarantine(quarantine)
-        for event_type, (rows, offsets) in grouped.items():
-            self._buffers.setdefault(event_type, _Buffer(event_type)).add_rows(
-                rows, self._lineage(landed, offsets)
-            )
-            self._buffered += len(rows)
 
     # ---- validating, deduplicating, writing ---------------------------------------------------
     def _buffer(self, event_type: str, table: pa.Table, keep_http: bool = False) -> None:

@@ -6,22 +6,27 @@ maps to it by lifting `user.*` and `properties.*` to columns; `custom_properties
 catalogue does not know goes, with its HTTP path, into the JSON column `extra`, so
 `to_http(to_canonical(e)) == e` for every event (design.md, Canonical record).
 
-Structural problems (wrong types, strings that are not UTF-8 or are too long) are found here
-and returned as reason codes `<rule>:<column>`; the value rules live in `validation`.
+There is one mapping per format, column by column: `HttpLayout` says where each field of an
+HTTP event goes, and `type_column` types a column against the catalogue. Arrow converts a whole
+column at once; only a column Arrow refuses is typed value by value (`coerce_value`), which
+names each refused value. Structural problems (wrong types, strings that are not UTF-8 or are
+too long) become reason codes `<rule>:<column>`; the value rules live in `validation`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from itertools import chain
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from currents_relay.catalogue import (
-    ARROW_TYPES,
     LINEAGE_FIELDS,
     TIMESTAMP,
     USER_FIELDS,
@@ -32,22 +37,26 @@ from currents_relay.catalogue import (
 
 MAX_STRING_CHARS = 1_048_576  # longer strings are quarantined (`too_long:<column>`)
 RESERVED = frozenset(("event_type", "id", "time", "timestamp", "extra", *LINEAGE_FIELDS))
+TOP_LEVEL = frozenset(("event_type", "id", "time", "user", "properties"))
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_EXACT_IN_DOUBLE = 2**53
 _MAX_TIME_SECONDS = 9_000_000_000_000  # beyond this `timestamp` (microseconds) would overflow
+_KIND_NAMES = {"string": "string", "int64": "int64", "double": "float64", "bool": "bool"}
+_EMPTY: dict[str, Any] = {}
 
 Row = dict[str, Any]
+Reasons = dict[int, list[str]]  # row position -> structural reason codes
 
 
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+# ---- typing: one rule per catalogue type ------------------------------------------------------
+def _kind_name(kind: pa.DataType) -> str:
+    return "list<string>" if pa.types.is_list(kind) else _KIND_NAMES[str(kind)]
 
 
 def _check_string(name: str, value: str, reasons: list[str]) -> str | None:
-    if not _is_utf8(value):
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
         reasons.append(f"not_utf8:{name}")
         return None
     if len(value) > MAX_STRING_CHARS:
@@ -57,7 +66,9 @@ def _check_string(name: str, value: str, reasons: list[str]) -> str | None:
 
 
 def coerce_value(name: str, value: Any, kind: str, reasons: list[str]) -> Any:
-    """Return `value` as catalogue type `kind`, or None with a reason appended."""
+    """`value` as catalogue type `kind`, or None with a reason appended: strings are UTF-8
+    and at most `MAX_STRING_CHARS`; integers fit int64 (an integral float is one); numbers are
+    not booleans."""
     if value is None:
         return None
     if kind == "string":
@@ -87,79 +98,293 @@ def coerce_value(name: str, value: Any, kind: str, reasons: list[str]) -> Any:
     return None
 
 
-def dump_json(value: Any, name: str, reasons: list[str]) -> str | None:
-    """JSON text of a nested value; a value holding non-UTF-8 text is refused."""
-    text = json.dumps(value, ensure_ascii=False)
-    return _check_string(name, text, reasons)
+def _fits(found: pa.DataType, wanted: pa.DataType) -> bool:
+    """Whether Arrow's conversion of a column of type `found` to `wanted` is `coerce_value`'s."""
+    if pa.types.is_null(found) or found == wanted:
+        return True
+    if pa.types.is_string(wanted):
+        return pa.types.is_large_string(found) or pa.types.is_string_view(found)
+    if pa.types.is_floating(wanted):
+        return pa.types.is_integer(found) or pa.types.is_floating(found)
+    if pa.types.is_integer(wanted):
+        return pa.types.is_integer(found) or pa.types.is_floating(found)
+    if pa.types.is_list(wanted) and (pa.types.is_list(found) or pa.types.is_large_list(found)):
+        return _fits(found.value_type, wanted.value_type)
+    return False
 
 
-def coerce_flat(
-    flat: Mapping[str, Any], event_type: EventType, extra: dict[str, Any]
-) -> tuple[Row, list[str]]:
-    """Type a flat record against the catalogue; unknown keys join `extra`."""
-    reasons: list[str] = []
-    row: Row = {}
-    for name, value in flat.items():
-        kind = event_type.fields.get(name)
-        if kind is None or name in ("event_type", "timestamp", "extra"):
-            if name != "event_type" and value is not None:
-                extra[name] = value
+def _whole(values: list[Any] | pa.Array | pa.ChunkedArray, wanted: pa.DataType) -> pa.Array:
+    """The column converted by Arrow in one call; raises where `coerce_value` would decide."""
+    if isinstance(values, list):
+        array = pa.array(values, wanted) if wanted == pa.string() else pa.array(values)
+    else:
+        array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if not _fits(array.type, wanted):
+        raise TypeError(f"{array.type} is not {wanted}")
+    if pa.types.is_floating(array.type) and pa.types.is_integer(wanted):
+        biggest = pc.max(pc.abs(array)).as_py()
+        if biggest is not None and biggest >= _EXACT_IN_DOUBLE:
+            raise ValueError("a double cannot hold this integer exactly")
+    array = array if array.type == wanted else array.cast(wanted, safe=True)
+    strings = pc.list_flatten(array) if pa.types.is_list(wanted) else array
+    if pa.types.is_string(strings.type) and (pc.max(pc.utf8_length(strings)).as_py() or 0) > (
+        MAX_STRING_CHARS
+    ):
+        raise ValueError("a string is too long")
+    return array
+
+
+def type_column(
+    name: str, values: list[Any] | pa.Array | pa.ChunkedArray, wanted: pa.DataType, reasons: Reasons
+) -> pa.Array:
+    """A column as catalogue type `wanted`. Arrow converts it whole; a column Arrow refuses is
+    typed value by value, refused values becoming null with their reason in `reasons`."""
+    try:
+        return _whole(values, wanted)
+    except (pa.ArrowException, ValueError, TypeError, OverflowError, UnicodeError):
+        pass
+    kind = _kind_name(wanted)
+    typed = []
+    for i, value in enumerate(values if isinstance(values, list) else values.to_pylist()):
+        why: list[str] = []
+        typed.append(coerce_value(name, value, kind, why))
+        if why:
+            reasons.setdefault(i, []).extend(why)
+    return pa.array(typed, wanted)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def time_to_timestamp(time: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """UNIX seconds -> `timestamp[us, UTC]`; null where the value would overflow."""
+    in_range = pc.less_equal(pc.abs(time), _MAX_TIME_SECONDS)
+    micros = pc.multiply(pc.if_else(in_range, time, None), 1_000_000)
+    return micros.cast(pa.int64()).cast(TIMESTAMP)
+
+
+def _table(
+    event_type: str | None, columns: dict[str, pa.Array], n: int, lineage: Mapping[str, Any]
+) -> pa.Table:
+    """The lake table of one event type from its typed columns and lineage."""
+    schema = schema_for(event_type or "")
+    columns["event_type"] = pa.array([event_type] * n, pa.string())
+    columns["timestamp"] = time_to_timestamp(columns["time"])
+    for name in LINEAGE_FIELDS:
+        values = lineage[name]
+        kind = schema.field(name).type
+        columns[name] = (
+            values.cast(kind) if isinstance(values, pa.Array) else pa.array(values, kind)
+        )
+    return pa.table(
+        [columns[c.name] if c.name in columns else pa.nulls(n, c.type) for c in schema],
+        schema=schema,
+    )
+
+
+# ---- Custom HTTP --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HttpLayout:
+    """Where each field of one event type sits in a Custom HTTP event."""
+
+    event_type: EventType
+    user: frozenset[str]  # `user.*` lifted to columns
+    properties: frozenset[str]  # `properties.*` lifted to columns
+    json_key: str | None  # `properties.<key>` kept as JSON text in the `properties` column
+
+    @property
+    def known_properties(self) -> frozenset[str]:
+        return self.properties | {self.json_key} if self.json_key else self.properties
+
+    def plain(self, event: dict, user: dict, properties: dict) -> bool:
+        """Whether the catalogue knows every field of `event` (its `user` and `properties`
+        being the objects given, or empty where not an object)."""
+        return (
+            event.keys() <= TOP_LEVEL
+            and user.keys() <= self.user
+            and properties.keys() <= self.known_properties
+            and (user or event.get("user") is None or event["user"] == {})
+            and (properties or event.get("properties") is None or event["properties"] == {})
+        )
+
+    def extra(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """The fields the catalogue does not know, by HTTP path (nulls are absent)."""
+        kept: dict[str, Any] = {}
+        for key, value in event.items():
+            if key in ("user", "properties") and type(value) is dict:
+                known = self.user if key == "user" else self.known_properties
+                for name, inner in value.items():
+                    if name not in known and inner is not None:
+                        kept[f"{key}.{name}"] = inner
+            elif key not in ("event_type", "id", "time") and value is not None:
+                kept[key] = value
+        return kept
+
+
+@cache
+def layout(event_type: str) -> HttpLayout:
+    et = lookup(event_type)
+    lifted = [n for n in et.fields if n not in RESERVED and n != "properties"]
+    return HttpLayout(
+        event_type=et,
+        user=frozenset(n for n in lifted if n in USER_FIELDS),
+        properties=frozenset(n for n in lifted if n not in USER_FIELDS),
+        json_key=et.http_properties_key,
+    )
+
+
+def _section(event: dict, key: str) -> dict:
+    value = event.get(key)
+    return value if type(value) is dict else _EMPTY
+
+
+def _strings(events: list[dict], user: list[str], properties: list[str]) -> dict[str, pa.Array]:
+    """The string columns `id`, `user.<user>` and `properties.<properties>`, converted by Arrow
+    in one pass over the events (a nested struct); empty where a value is not clean text (each
+    column is then typed on its own)."""
+    string = pa.string()
+    kind = pa.struct(
+        [
+            ("id", string),
+            ("user", pa.struct([(name, string) for name in user])),
+            ("properties", pa.struct([(name, string) for name in properties])),
+        ]
+    )
+    try:
+        struct = pa.array(events, kind)
+    except (pa.ArrowException, UnicodeError):
+        return {}
+    identifier, users, props = struct.flatten()  # a null object's fields are null
+    columns = {"id": identifier}
+    columns |= dict(zip(user, users.flatten(), strict=True))
+    columns |= dict(zip(properties, props.flatten(), strict=True))
+    for array in columns.values():
+        if (pc.max(pc.utf8_length(array)).as_py() or 0) > MAX_STRING_CHARS:
+            return {}
+    return columns
+
+
+def http_group(
+    event_type: str | None, events: list[dict], lineage: Mapping[str, Any]
+) -> tuple[pa.Table, Reasons]:
+    """The canonical table of HTTP events of one event type (every row, refused values null)
+    and the structural reasons by row."""
+    shape = layout(event_type or "")
+    schema = schema_for(event_type or "")
+    n = len(events)
+    users = [_section(e, "user") for e in events]
+    properties = [_section(e, "properties") for e in events]
+    in_users = set(chain.from_iterable(users)) & shape.user
+    in_properties = set(chain.from_iterable(properties)) & shape.properties
+    reasons: Reasons = {}
+    strings = [c.name for c in schema if c.type == pa.string()]
+    columns = _strings(
+        events,
+        [name for name in strings if name in in_users],
+        [name for name in strings if name in in_properties],
+    )
+    for col in schema:
+        name = col.name
+        if name in columns or name in RESERVED - {"id", "time", "extra"}:
             continue
-        row[name] = coerce_value(name, value, kind, reasons)
-    row["extra"] = dump_json(extra, "extra", reasons) if extra else None
-    return row, reasons
+        if name in ("id", "time"):
+            values = [e.get(name) for e in events]
+        elif name in in_users:
+            values = [u.get(name) for u in users]
+        elif name in in_properties:
+            values = [p.get(name) for p in properties]
+        elif name == "properties" and shape.json_key:
+            key = shape.json_key
+            values = [_json(p[key]) if key in p else None for p in properties]
+        elif name == "extra":
+            values = []
+            for event, user, props in zip(events, users, properties, strict=True):
+                kept = None if shape.plain(event, user, props) else shape.extra(event)
+                values.append(_json(kept) if kept else None)
+        else:
+            continue
+        columns[name] = type_column(name, values, col.type, reasons)
+    return _table(event_type, columns, n, lineage), reasons
+
+
+def http_tables(
+    events: list[Any], lineage: Mapping[str, list[Any]]
+) -> tuple[dict[str, pa.Table], Reasons]:
+    """Canonical tables per event type of a batch of HTTP events, without the events refused
+    for a structural reason, and those events' reasons by position in `events`."""
+    groups: dict[str | None, list[int]] = {}
+    rejected: Reasons = {}
+    for offset, event in enumerate(events):
+        if type(event) is not dict:
+            rejected[offset] = ["not_an_object:event"]
+            continue
+        event_type = event.get("event_type")
+        if event_type is not None and type(event_type) is not str:
+            rejected[offset] = ["type_mismatch:event_type:string"]
+            continue
+        groups.setdefault(event_type or None, []).append(offset)
+    tables: dict[str, pa.Table] = {}
+    for event_type, offsets in groups.items():
+        whole = len(offsets) == len(events)
+        table, reasons = http_group(
+            event_type,
+            events if whole else [events[i] for i in offsets],
+            lineage if whole else {k: [v[i] for i in offsets] for k, v in lineage.items()},
+        )
+        for i, why in reasons.items():
+            rejected[offsets[i]] = why
+        if reasons:
+            table = table.filter(pa.array([i not in reasons for i in range(len(offsets))]))
+        tables[event_type or ""] = table
+    return tables, dict(sorted(rejected.items()))
 
 
 def to_canonical(event: Any) -> tuple[Row, list[str]]:
-    """Map one Custom HTTP event to a canonical row and its structural reason codes."""
-    if not isinstance(event, dict):
+    """One Custom HTTP event as a canonical row (refused values null) and its reason codes."""
+    if type(event) is not dict:
         return {"event_type": None, "id": None, "time": None, "extra": None}, [
             "not_an_object:event"
         ]
-    reasons: list[str] = []
-    raw_type = event.get("event_type")
-    if raw_type is not None and not isinstance(raw_type, str):
+    event_type = event.get("event_type")
+    reasons = []
+    if event_type is not None and type(event_type) is not str:
+        event, event_type = event | {"event_type": None}, None
         reasons.append("type_mismatch:event_type:string")
-        raw_type = None
-    raw_type = raw_type or None  # an empty event type is a missing one
-    event_type = lookup(raw_type or "")
-    flat: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for key, value in event.items():
-        if key in ("user", "properties") and isinstance(value, dict):
-            for name, inner in value.items():
-                _lift(key, name, inner, event_type, flat, extra, reasons)
-        elif key in ("event_type", "id", "time"):
-            flat[key] = value
-        elif value is not None:  # nulls are absent, in `extra` as in columns
-            extra[key] = value
-    row, more = coerce_flat(flat, event_type, extra)
-    row["event_type"] = raw_type
-    return row, reasons + more
+    lineage = {name: [None] for name in LINEAGE_FIELDS}
+    table, found = http_group(event_type or None, [event], lineage)
+    row = {k: v for k, v in table.to_pylist()[0].items() if k not in LINEAGE_FIELDS}
+    del row["timestamp"]
+    return row, reasons + found.get(0, [])
 
 
-def _lift(
-    section: str,
-    name: str,
-    value: Any,
-    event_type: EventType,
-    flat: dict,
-    extra: dict,
-    reasons: list[str],
-) -> None:
-    if section == "user":
-        if name in USER_FIELDS and name in event_type.fields:
-            flat[name] = value
-        elif value is not None:
-            extra[f"user.{name}"] = value
-    elif name == event_type.http_properties_key:
-        flat["properties"] = dump_json(value, "properties", reasons)
-    elif name in event_type.fields and name not in USER_FIELDS and name not in RESERVED:
-        flat[name] = value
-    elif value is not None:
-        extra[f"properties.{name}"] = value
+# ---- Avro -------------------------------------------------------------------------------------
+def avro_table(
+    event_type: str, decoded: pa.Table, lineage: Mapping[str, Any]
+) -> tuple[pa.Table, Reasons]:
+    """A decoded Avro table as the lake table of its event type (every row, refused values
+    null) and the structural reasons by row; columns the catalogue does not know go to
+    `extra`."""
+    schema = schema_for(event_type)
+    n = decoded.num_rows
+    reasons: Reasons = {}
+    columns: dict[str, pa.Array] = {}
+    for col in schema:
+        if col.name in decoded.column_names and col.name not in RESERVED - {"id", "time"}:
+            columns[col.name] = type_column(col.name, decoded[col.name], col.type, reasons)
+    unknown = [
+        c for c in decoded.column_names if c not in schema.names or c in RESERVED - {"id", "time"}
+    ]
+    if unknown:
+        extra = []
+        for record in decoded.select(unknown).to_pylist():
+            kept = {k: v for k, v in record.items() if v is not None}
+            extra.append(_json(kept) if kept else None)
+        columns["extra"] = type_column("extra", extra, pa.string(), reasons)
+    return _table(event_type, columns, n, lineage), reasons
 
 
+# ---- back to the source formats -----------------------------------------------------------------
 # Where `to_http` puts a canonical column: 0 nowhere (reserved), 1 `user`, else `properties`.
 _HTTP_PLACE = dict.fromkeys(RESERVED, 0) | dict.fromkeys(USER_FIELDS, 1)
 
@@ -219,106 +444,3 @@ def to_record(row: Mapping[str, Any]) -> dict[str, Any]:
     if row.get("extra"):
         record.update(json.loads(row["extra"]))
     return record
-
-
-def _longest(strings: pa.Array | pa.ChunkedArray) -> int:
-    """Characters in the longest string (0 when there are none): one pass, no mask."""
-    return pc.max(pc.utf8_length(strings)).as_py() or 0
-
-
-def time_to_timestamp(time: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """UNIX seconds -> `timestamp[us, UTC]`; null where the value would overflow."""
-    in_range = pc.less_equal(pc.abs(time), _MAX_TIME_SECONDS)
-    micros = pc.multiply(pc.if_else(in_range, time, None), 1_000_000)
-    return micros.cast(pa.int64()).cast(TIMESTAMP)
-
-
-def rows_to_table(
-    event_type: str, rows: list[Row], lineage: Mapping[str, Iterable[Any]]
-) -> pa.Table:
-    """Build the lake table of one event type from canonical rows and lineage columns."""
-    schema = schema_for(event_type)
-    columns: dict[str, Any] = {}
-    for col in schema:
-        if col.name == "timestamp":
-            continue
-        if col.name in LINEAGE_FIELDS:
-            columns[col.name] = pa.array(lineage[col.name], type=col.type)
-        else:
-            columns[col.name] = pa.array([row.get(col.name) for row in rows], type=col.type)
-    columns["timestamp"] = time_to_timestamp(columns["time"])
-    return pa.table([columns[name] for name in schema.names], schema=schema)
-
-
-def conform_table(
-    event_type: str, table: pa.Table, lineage: Mapping[str, Any]
-) -> tuple[pa.Table, list[list[str]]] | None:
-    """Cast a decoded Avro table to the lake schema, vectorised.
-
-    Returns the table and per-row structural reasons (empty lists for clean rows), or None if
-    a column cannot be cast as a whole (the caller then types the file row by row).
-    """
-    schema = schema_for(event_type)
-    n = table.num_rows
-    columns: dict[str, pa.Array] = {}
-    reasons: list[list[str]] = [[] for _ in range(n)]
-    for col in schema:
-        if col.name in ("event_type", "timestamp", "extra") or col.name in LINEAGE_FIELDS:
-            continue
-        if col.name not in table.column_names:
-            columns[col.name] = pa.nulls(n, col.type)
-            continue
-        try:
-            array = table[col.name].cast(col.type, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            return None
-        if pa.types.is_string(col.type) and _longest(array) > MAX_STRING_CHARS:
-            too_long = pc.fill_null(pc.greater(pc.utf8_length(array), MAX_STRING_CHARS), False)
-            for i in pc.indices_nonzero(too_long).to_pylist():
-                reasons[i].append(f"too_long:{col.name}")
-            array = pc.if_else(too_long, pa.scalar(None, col.type), array)
-        columns[col.name] = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-    unknown = [
-        c
-        for c in table.column_names
-        if c not in schema.names or c in ("event_type", "timestamp", "extra")
-    ]
-    extra: list[str | None] = [None] * n
-    if unknown:
-        for i, rec in enumerate(table.select(unknown).to_pylist()):
-            kept = {k: v for k, v in rec.items() if v is not None}
-            extra[i] = json.dumps(kept, ensure_ascii=False) if kept else None
-    columns["extra"] = pa.array(extra, pa.string())
-    columns["event_type"] = pa.array([event_type] * n, pa.string())
-    columns["timestamp"] = time_to_timestamp(columns["time"])
-    for name in LINEAGE_FIELDS:
-        columns[name] = pa.array(lineage[name], type=schema.field(name).type)
-    return pa.table([columns[name] for name in schema.names], schema=schema), reasons
-
-
-def records_to_table(
-    event_type: str, records: list[dict[str, Any]], lineage: Mapping[str, Any]
-) -> tuple[pa.Table, list[list[str]]]:
-    """Row-by-row typing of flat records (the slow path for files that do not cast whole)."""
-    et = lookup(event_type)
-    rows, reasons = [], []
-    for record in records:
-        row, why = coerce_flat(record, et, {})
-        row["event_type"] = event_type
-        rows.append(row)
-        reasons.append(why)
-    return rows_to_table(event_type, rows, lineage), reasons
-
-
-__all__ = [
-    "ARROW_TYPES",
-    "add_extra",
-    "add_fields",
-    "coerce_flat",
-    "conform_table",
-    "records_to_table",
-    "rows_to_table",
-    "to_canonical",
-    "to_http",
-    "to_record",
-]
