@@ -24,6 +24,9 @@ AVRO_TYPES = {
     "boolean": "bool",
 }
 NESTED_JSON = ("custom_properties", "purchase_properties")
+# Fields the Custom HTTP connector names differently from the storage export (same value): the
+# column keeps the storage name; `http_names` maps it back for the HTTP format.
+HTTP_ALIASES = {"canvas_step_message_variation_api_id": "canvas_step_message_variation_id"}
 
 
 def avro_type(spec: object) -> str:
@@ -69,6 +72,8 @@ def build(samples: Path) -> dict:
             if name in NESTED_JSON:
                 entry["http_properties_key"] = name
                 fields.setdefault("properties", "string")
+            elif name in HTTP_ALIASES and HTTP_ALIASES[name] in fields:
+                entry.setdefault("http_names", {})[HTTP_ALIASES[name]] = name
             elif name not in fields:
                 fields[name] = json_type(value)
     pii_anywhere = {name for entry in types.values() for name in entry["pii"]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from currents_relay.ingest.normalize import MAX_STRING_CHARS, http_tables, to_canonical
+from currents_relay.ingest.normalize import MAX_STRING_CHARS, http_tables, to_canonical, to_http
 from tests.conftest import http_samples, load
 
 EVENT = {
@@ -110,3 +110,17 @@ def test_events_that_are_not_objects_or_have_no_usable_type_are_refused():
         3: ["not_an_object:event"],
     }
     assert tables["users.messages.email.Open"]["id"].to_pylist() == ["a"]
+
+
+def test_the_banner_variation_id_is_one_column_under_either_formats_name():
+    event = {
+        "event_type": "users.messages.banner.Impression",
+        "id": "b1",
+        "time": 1,
+        "user": {"user_id": "u"},
+        "properties": {"canvas_step_message_variation_api_id": "v-1"},
+    }
+    row, reasons = to_canonical(event)
+    assert reasons == [] and row["canvas_step_message_variation_id"] == "v-1"
+    assert "canvas_step_message_variation_api_id" not in row and row["extra"] is None
+    assert to_http(row) == event

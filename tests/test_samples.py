@@ -7,10 +7,10 @@ own landing zone of one symlinked file, its own lake).
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 
+import fastavro
 import pyarrow.parquet as pq
 import pytest
 
@@ -68,12 +68,6 @@ def test_every_http_sample_is_written_typed(samples, sample, tmp_path):
     assert row["event_type"] == event["event_type"] and row["extra"] is None
 
 
-def _same(a, b) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-6)  # Avro float32 vs HTTP JSON double
-    return a == b
-
-
 def pairs() -> list[tuple[Path, Path]]:
     avro = {p.stem: p for p in avro_samples()}
     return [
@@ -94,9 +88,9 @@ def test_avro_and_http_forms_agree_on_shared_fields(samples, avro, http, tmp_pat
     different = {
         n: (from_avro[n], from_http[n])
         for n in shared
-        if n != "properties" and not _same(from_avro[n], from_http[n])
+        if n != "properties" and from_avro[n] != from_http[n]
     }
-    assert different == {}
+    assert different == {}  # exact: an Avro float is the decimal it was written from
     if "properties" in shared:
         assert json.loads(from_avro["properties"]) == json.loads(from_http["properties"])
 
@@ -105,3 +99,25 @@ def test_catalogue_covers_every_sample_type(samples):
     types = {p.stem for p in avro_samples()} | {load(p)["event_type"] for p in http_samples()}
     assert len(types) == 97
     assert all(lookup(t).known for t in types)
+
+
+@pytest.mark.parametrize(
+    ("written", "read"), [(3.14, 3.14), (19.99, 19.99), (0.1, 0.1), (1e-7, 1e-7), (2.5, 2.5)]
+)
+def test_an_avro_float_is_the_shortest_decimal_of_its_float32(written, read, tmp_path):
+    schema = {
+        "type": "record",
+        "name": "users.behaviors.Purchase",
+        "namespace": "dataexport.S3.inner",
+        "fields": [
+            {"name": "id", "type": "string"},
+            {"name": "time", "type": "int"},
+            {"name": "price", "type": ["null", "float"]},
+        ],
+    }
+    folder = tmp_path / "landing" / "event_type=users.behaviors.Purchase" / f"date={DATE}"
+    folder.mkdir(parents=True)
+    with (folder / "part.avro").open("wb") as out:
+        fastavro.writer(out, schema, [{"id": "p1", "time": 1, "price": written}])
+    _, row = ingest_one(tmp_path / "landing", tmp_path / "lake")
+    assert row["price"] == read and repr(row["price"]) == repr(read)

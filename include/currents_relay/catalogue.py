@@ -9,7 +9,7 @@ lost, every unknown field goes to the JSON column `extra`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
@@ -42,6 +42,7 @@ class EventType:
     fields: dict[str, str]  # field name -> catalogue type name, in canonical order
     pii: frozenset[str] = frozenset()
     http_properties_key: str | None = None  # HTTP nested object stored as JSON in `properties`
+    http_names: dict[str, str] = field(default_factory=dict)  # column -> its Custom HTTP name
     known: bool = True
     doc: str = ""
 
@@ -101,6 +102,7 @@ def lookup(event_type: str) -> EventType:
         fields=dict(entry["fields"]),
         pii=frozenset(entry.get("pii", ())),
         http_properties_key=entry.get("http_properties_key"),
+        http_names=dict(entry.get("http_names", {})),
         doc=entry.get("doc", ""),
     )
 

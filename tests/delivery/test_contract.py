@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from currents_relay.delivery.engine import Delivery, DeliveryStopped, RetryPolicy, Selection
+from currents_relay.delivery.partner import Endpoint
 from currents_relay.delivery.push import build_partner
 from currents_relay.destinations import destinations
 from tests.conftest import HOUR
@@ -197,3 +198,17 @@ def test_retry_budget_exhausted_leaves_events_pending_and_fails(lake, sandbox):
         and counts["pending"] == counts["selected"] > 0
         and reconciles(counts)
     )
+
+
+def test_treasure_data_takes_the_postback_url_as_brazes_setup_page_shows_it(lake, sandbox, caplog):
+    key = sandbox.sims["treasure_data"].secret
+    url = f"{sandbox.urls()['treasure_data']}/postback/v3/event/currents/events?td_write_key={key}"
+    partner = build_partner(destinations()["treasure_data"], Endpoint(url))
+    assert partner.endpoint.url == sandbox.urls()["treasure_data"]
+    assert partner.endpoint.extra == {"database": "currents", "table": "events"}
+    assert key in partner.secrets()
+    caplog.set_level("DEBUG")
+    counts = Delivery(str(lake), HOUR, partner, Selection()).run()
+    assert counts["delivered"] == counts["selected"] > 0
+    assert sandbox.sims["treasure_data"].stats()["discarded"] == 0  # the key was sent
+    assert key not in caplog.text and key not in json.dumps(counts)

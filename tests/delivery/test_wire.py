@@ -136,7 +136,7 @@ def test_values_orjson_refuses_are_still_written_as_json(properties, extra, expe
 def test_segment_message_shape():
     partner = Segment(
         Endpoint("https://x", password="wk"),
-        {"anonymous_id_field": "user_id", "event_names": {"users.messages.email.Open": "Mail ✉"}},
+        {"event_names": {"users.messages.email.Open": "Mail ✉"}},
     )
     frame = pl.DataFrame(
         {
@@ -150,24 +150,27 @@ def test_segment_message_shape():
         }
     )
     first, second = (json.loads(body) for body in written(partner, frame)[0])
-    assert first["type"] == "track" and first["userId"] == "u1" and "anonymousId" not in first
+    assert first["type"] == "track" and first["userId"] == "u1" and first["anonymousId"] == "b1"
     assert second["anonymousId"] == "b2" and "userId" not in second
     assert first["event"] == "Mail ✉" and first["messageId"] == "a"
     assert first["timestamp"] == "2026-11-01T10:00:00Z"
-    assert first["context"]["os"] == {"name": "ios"} and "os" not in second["context"]
-    assert first["properties"]["braze_event_type"] == "users.messages.email.Open"
+    assert first["context"]["os"] == {"name": "iOS"} and "os" not in second["context"]
+    assert first["context"]["traits"] == {"email": "a@b.co"} and second["context"]["traits"] == {}
 
 
 def test_mparticle_long_values_are_truncated_and_platforms_choose_the_feed():
-    partner = MParticle(Endpoint("https://x", login="k", password="s", extra={"feeds": FEEDS}))
+    partner = MParticle(
+        Endpoint("https://x", login="k", password="s", extra={"feeds": FEEDS}),
+        {"historical": "realtime"},
+    )
     frame = pl.DataFrame(
         {
             "event_type": ["users.messages.pushnotification.Send"] * 4,
             "id": ["a", "b", "c", "d"],
-            "time": [1, 2, 3, 4],
+            "time": [1793527200] * 4,
             "external_user_id": ["u1", None, "", 'q"uote'],
             "platform": ["iOS", "android", None, "web"],
-            "device_model": ["x" * (MAX_VALUE_CHARS + 5), None, "é" * MAX_VALUE_CHARS, "\n"],
+            "user_agent": ["x" * (MAX_VALUE_CHARS + 5), None, "é" * MAX_VALUE_CHARS, "\n"],
             "is_amp": [True, None, False, True],
         }
     )
@@ -176,6 +179,6 @@ def test_mparticle_long_values_are_truncated_and_platforms_choose_the_feed():
     assert partner.adjustments["values_truncated"] == 1
     first = json.loads(encoded[0])
     attributes = first["event"]["data"]["custom_attributes"]
-    assert len(attributes["device_model"]) == MAX_VALUE_CHARS and attributes["is_amp"] == "true"
+    assert len(attributes["user_agent"]) == MAX_VALUE_CHARS and attributes["is_amp"] is True
     assert first["event"]["data"]["source_message_id"] == "a"
-    assert first["event"]["data"]["timestamp_unixtime_ms"] == 1000
+    assert first["event"]["data"]["timestamp_unixtime_ms"] == 1793527200000

@@ -125,6 +125,10 @@ def _whole(values: list[Any] | pa.Array | pa.ChunkedArray, wanted: pa.DataType) 
         biggest = pc.max(pc.abs(array)).as_py()
         if biggest is not None and biggest >= _EXACT_IN_DOUBLE:
             raise ValueError("a double cannot hold this integer exactly")
+    if pa.types.is_float32(array.type) and pa.types.is_float64(wanted):
+        # An Avro `float` stands for the decimal it was written from: the shortest text that
+        # reads back as the same float32 (3.14, not 3.140000104904175).
+        array = array.cast(pa.string()).cast(wanted)
     array = array if array.type == wanted else array.cast(wanted, safe=True)
     strings = pc.list_flatten(array) if pa.types.is_list(wanted) else array
     if pa.types.is_string(strings.type) and (pc.max(pc.utf8_length(strings)).as_py() or 0) > (
@@ -192,6 +196,15 @@ class HttpLayout:
     user: frozenset[str]  # `user.*` lifted to columns
     properties: frozenset[str]  # `properties.*` lifted to columns
     json_key: str | None  # `properties.<key>` kept as JSON text in the `properties` column
+    names: dict[str, str]  # column -> its HTTP name, where the two differ
+
+    def column(self, key: str) -> str:
+        """The column of an HTTP field name."""
+        return self._columns.get(key, key)
+
+    @property
+    def _columns(self) -> dict[str, str]:
+        return {http: column for column, http in self.names.items()}
 
     @property
     def known_properties(self) -> frozenset[str]:
@@ -225,12 +238,13 @@ class HttpLayout:
 @cache
 def layout(event_type: str) -> HttpLayout:
     et = lookup(event_type)
-    lifted = [n for n in et.fields if n not in RESERVED and n != "properties"]
+    lifted = [et.http_names.get(n, n) for n in et.fields if n not in RESERVED and n != "properties"]
     return HttpLayout(
         event_type=et,
         user=frozenset(n for n in lifted if n in USER_FIELDS),
         properties=frozenset(n for n in lifted if n not in USER_FIELDS),
         json_key=et.http_properties_key,
+        names=et.http_names,
     )
 
 
@@ -278,22 +292,24 @@ def http_group(
     in_users = set(chain.from_iterable(users)) & shape.user
     in_properties = set(chain.from_iterable(properties)) & shape.properties
     reasons: Reasons = {}
-    strings = [c.name for c in schema if c.type == pa.string()]
+    strings = [shape.names.get(c.name, c.name) for c in schema if c.type == pa.string()]
     columns = _strings(
         events,
-        [name for name in strings if name in in_users],
-        [name for name in strings if name in in_properties],
+        [key for key in strings if key in in_users],
+        [key for key in strings if key in in_properties],
     )
+    columns = {shape.column(key): array for key, array in columns.items()}
     for col in schema:
         name = col.name
+        key = shape.names.get(name, name)
         if name in columns or name in RESERVED - {"id", "time", "extra"}:
             continue
         if name in ("id", "time"):
             values = [e.get(name) for e in events]
-        elif name in in_users:
-            values = [u.get(name) for u in users]
-        elif name in in_properties:
-            values = [p.get(name) for p in properties]
+        elif key in in_users:
+            values = [u.get(key) for u in users]
+        elif key in in_properties:
+            values = [p.get(key) for p in properties]
         elif name == "properties" and shape.json_key:
             key = shape.json_key
             values = [_json(p[key]) if key in p else None for p in properties]
@@ -400,12 +416,11 @@ def to_http(row: Mapping[str, Any]) -> dict[str, Any]:
             continue
         place = _HTTP_PLACE.get(name, 2)
         if place == 2:
-            if name == "properties":
-                nested = lookup(event_type or "").http_properties_key
-                if nested:
-                    properties[nested] = json.loads(value)
-                    continue
-            properties[name] = value
+            shape = layout(event_type or "")
+            if name == "properties" and shape.json_key:
+                properties[shape.json_key] = json.loads(value)
+                continue
+            properties[shape.names.get(name, name)] = value
         elif place == 1:
             user[name] = value
     for name in ("id", "time"):

@@ -9,11 +9,33 @@ invalid credentials stop the task; 429 may carry `Retry-After`. At most 100 attr
 event, values up to 4,096 characters: longer values are truncated and extra attributes are
 dropped, both counted in the report's `adjusted` (never silently).
 
-One mParticle batch per user: `environment`, `user_identities.customer_id` =
-`external_user_id`, `source_request_id` (mParticle deduplicates requests on it: derived from
-the batch id, so a resend carries the same one), and `events[]` of `custom_event` with
-`data.event_name`, `data.custom_event_type` (from mParticle's fixed list),
-`data.custom_attributes`, `data.timestamp_unixtime_ms`, `data.source_message_id` = Currents `id`.
+Each Currents event becomes what Braze's own mParticle integration sends (Braze's Currents event
+glossary, mParticle tabs):
+
+| batch / event | from |
+| --- | --- |
+| `user_identities.customerid` | `external_user_id` |
+| `user_identities.email` | `email_address` (email events) |
+| `user_attributes.$mobile` | the event's phone number (SMS, WhatsApp, RCS events) |
+| `device_info.ios_idfv` (`android_uuid` on Android) | `device_id`, where it is a UUID (mParticle's format) |
+| `device_info.ios_advertising_id` / `android_advertising_id` / `roku_advertising_id` | `ad_id`, by `ad_id_type` |
+| `device_info.push_token`, `device_info.device_model` | `push_token`, `device_model` |
+| `schema_version`, `environment` | 2, the connection's `extra.environment` |
+| `events[].event_type` | `uninstall` for `users.behaviors.Uninstall`, else `custom_event` |
+| `data.event_name` | Braze's mParticle name (`Email Deliveries`; `EVENT_NAMES`, `event_name`) |
+| `data.custom_event_type` | `other` (Braze: "always 'other'") |
+| `data.custom_attributes` | the other fields (numbers and booleans as JSON numbers and booleans, lists and objects as JSON text) and `source_request_id` = `id` |
+| `data.source_message_id`, `data.timestamp_unixtime_ms` | `id`, `time` x 1000 |
+
+Braze leaves the Braze `user_id`, `timezone` and `sending_ip` out; so does this mapping. One
+batch per user and device; its `source_request_id` (mParticle deduplicates requests on it) is
+derived from the batch id, so a resend carries the same one.
+
+Events older than 30 days (a replay or backfill of an old hour) go to
+`/v2/bulkevents/historical`, mParticle's endpoint for them (it loads them into profiles and the
+warehouse; it may not forward them to real-time outputs), counted in the report's
+`adjusted.historical`; `historical = "realtime"` in destinations.toml sends them to
+`/v2/bulkevents` like the rest.
 
 Feeds: the connection's login/password are the Unbound feed (events with no platform: e-mail,
 SMS, webhooks...); `extra.feeds` holds `{"ios"|"android"|"web": {"key": ..., "secret": ...}}`.
@@ -28,13 +50,21 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import time
+import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import orjson
 
 from currents_relay.delivery.partner import ConfigurationError, Endpoint, Partner, Request
-from currents_relay.partners.segment import BRAZE_PARTNER_EVENT_TYPES, event_name
+from currents_relay.partners.segment import (
+    BRAZE_PARTNER_EVENT_TYPES,
+    CHANNELS,
+    NOT_PROPERTIES,
+    phone_of,
+)
 
 PODS = {
     "us1": "https://s2s.us1.mparticle.com",
@@ -44,66 +74,69 @@ PODS = {
 }
 FEEDS = ("ios", "android", "web")
 UNBOUND = "unbound"
-CUSTOM_EVENT_TYPES = (
-    "navigation",
-    "location",
-    "search",
-    "transaction",
-    "user_content",
-    "user_preference",
-    "social",
-    "media",
-    "attribution",
-    "other",
-)
-EVENT_TYPE_CATEGORY = {
-    "users.behaviors.Purchase": "transaction",
-    "users.behaviors.Location": "location",
-    "users.behaviors.InstallAttribution": "attribution",
-    "users.behaviors.subscription.GlobalStateChange": "user_preference",
-    "users.behaviors.subscriptiongroup.StateChange": "user_preference",
+NOT_ATTRIBUTES = NOT_PROPERTIES  # the same fields go elsewhere than the event's own
+HISTORICAL_SECONDS = 30 * 86_400  # older events go to /v2/bulkevents/historical
+HISTORICAL = "/historical"
+# Braze's own names where the plural of "<channel> <action>" is not it.
+EVENT_NAMES = {
+    "users.behaviors.Uninstall": "Application Uninstalls",
+    "users.behaviors.subscription.GlobalStateChange": "Global Subscription State Changes",
+    "users.behaviors.subscriptiongroup.StateChange": "Subscription Group State Changes",
+}
+AD_IDS = {
+    "ios_idfa": "ios_advertising_id",
+    "google_ad_id": "android_advertising_id",
+    "roku_ad_id": "roku_advertising_id",
 }
 MAX_ATTRIBUTES = 100
 MAX_VALUE_CHARS = 4_096
 MAX_BATCH_BYTES = 120_000  # under mParticle's 128 KB per batch, with room for the envelope
-SKIP_ATTRIBUTES = {
-    "extra",
-    "event_type",
-    "id",
-    "time",
-    "timestamp",
-    "external_user_id",
-    "source_uri",
-    "source_offset",
-    "ingested_at",
-}
 
 
-def attribute_text(value: Any) -> str:
-    """An attribute value as mParticle takes it: a string (others as their JSON)."""
-    kind = type(value)
-    if kind is str:
-        return value
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int:
-        return str(value)  # what json.dumps writes, 10x faster
-    return json.dumps(value)
+def _plural(words: str) -> str:
+    if words.endswith("y") and words[-2:-1] not in "aeiou":
+        return words[:-1] + "ies"
+    return words + ("es" if words.endswith(("s", "x", "ch", "sh")) else "s")
 
 
-WIRE_HEAD = b'{"customer_id":'
-WIRE_SPLIT = b'","event":'
+def event_name(event_type: str, overrides: Mapping[str, str] | None = None) -> str:
+    """Braze's mParticle name of an event type: `users.messages.email.Delivery` -> `Email
+    Deliveries`."""
+    if overrides and event_type in overrides:
+        return overrides[event_type]
+    if event_type in EVENT_NAMES:
+        return EVENT_NAMES[event_type]
+    parts = event_type.split(".")
+    action = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", parts[-1])
+    channel = CHANNELS.get(parts[-2], "") if len(parts) >= 2 else ""
+    return _plural(f"{channel} {action}".strip())
 
 
-def split_wire_event(encoded: bytes) -> tuple[str, bytes]:
-    """(customer id, event JSON) of an encoded `wire_event`, without parsing the event: the
-    customer id is a JSON string or null, and `","event":` cannot occur inside a JSON string
-    (a quote there is always escaped), so its first occurrence ends the id."""
+def _is_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return value is not None
+
+
+def attribute_value(value: Any) -> str | int | float | bool:
+    """An attribute value as mParticle takes it: strings, numbers and booleans as they are,
+    lists and objects as their JSON."""
+    return value if type(value) in (str, int, float, bool) else json.dumps(value)
+
+
+WIRE_HEAD = b'{"batch":{'
+WIRE_SPLIT = b'},"event":'
+
+
+def split_wire_event(encoded: bytes) -> tuple[bytes, bytes]:
+    """(the batch members' JSON, the event's JSON) of an encoded `wire_event`, without parsing
+    it: the batch object holds no key `event`, and `,"event":` cannot occur inside a JSON string
+    (a quote there is always escaped), so the first `},"event":` ends the batch object."""
     assert encoded.startswith(WIRE_HEAD), "not an encoded mParticle wire event"
-    if encoded.startswith(b"null,", len(WIRE_HEAD)):
-        return "", encoded[len(WIRE_HEAD) + len(b'null,"event":') : -1]
-    end = encoded.index(WIRE_SPLIT, len(WIRE_HEAD)) + 1
-    return orjson.loads(encoded[len(WIRE_HEAD) : end]), encoded[end + len(WIRE_SPLIT) - 1 : -1]
+    end = encoded.index(WIRE_SPLIT, len(WIRE_HEAD))
+    return encoded[len(WIRE_HEAD) : end], encoded[end + len(WIRE_SPLIT) : -1]
 
 
 class MParticle(Partner):
@@ -159,68 +192,104 @@ class MParticle(Partner):
         return [*super().secrets(), *values]
 
     def route(self, row: Mapping[str, Any]) -> str:
+        """The feed (its platform's, else Unbound), and `/historical` for an event older
+        than 30 days (unless `historical = "realtime"`)."""
         platform = str(row.get("platform") or "").lower()
-        return platform if platform in FEEDS and platform in self.credentials() else UNBOUND
+        feed = platform if platform in FEEDS and platform in self.credentials() else UNBOUND
+        old = time.time() - int(row["time"]) > HISTORICAL_SECONDS
+        if old and self.options.get("historical", "historical") != "realtime":
+            self.adjustments["historical"] += 1
+            return feed + HISTORICAL
+        return feed
 
-    def _attributes(self, row: Mapping[str, Any]) -> dict[str, str]:
-        attributes: dict[str, str] = {}
+    def _attributes(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        attributes: dict[str, Any] = {}
         for name, value in row.items():
-            if value is None or name in SKIP_ATTRIBUTES:
+            if value is None or name in NOT_ATTRIBUTES:
                 continue
-            if len(attributes) >= MAX_ATTRIBUTES:
+            if len(attributes) >= MAX_ATTRIBUTES - 1:
                 self.adjustments["attributes_dropped"] += 1
                 continue
-            text = attribute_text(value)
-            if len(text) > MAX_VALUE_CHARS:
-                text = text[:MAX_VALUE_CHARS]
+            value = attribute_value(value)
+            if type(value) is str and len(value) > MAX_VALUE_CHARS:
+                value = value[:MAX_VALUE_CHARS]
                 self.adjustments["values_truncated"] += 1
-            attributes[name] = text
+            attributes[name] = value
+        if row.get("extra"):
+            attributes["extra"] = row["extra"][:MAX_VALUE_CHARS]
+        attributes["source_request_id"] = row["id"]
         return attributes
 
-    def wire_event(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """One `custom_event`, with the user it belongs to (grouped into batches in `body`)."""
+    @staticmethod
+    def _batch_of(row: Mapping[str, Any]) -> dict[str, Any]:
+        """The batch members that say whose event it is: identities, attributes, device."""
+        pairs = (("customerid", row.get("external_user_id")), ("email", row.get("email_address")))
+        identities = {name: value for name, value in pairs if value}
+        device: dict[str, Any] = {}
+        if _is_uuid(row.get("device_id")):  # mParticle refuses a device id that is not a UUID
+            android = str(row.get("platform") or "").lower() == "android"
+            device["android_uuid" if android else "ios_idfv"] = row["device_id"]
+        if row.get("ad_id") and row.get("ad_id_type") in AD_IDS:
+            device[AD_IDS[row["ad_id_type"]]] = row["ad_id"]
+        if row.get("push_token"):
+            device["push_token"] = row["push_token"]
+        if row.get("device_model"):
+            device["device_model"] = row["device_model"]
+        phone = phone_of(row)
         return {
-            "customer_id": row.get("external_user_id"),
-            "event": {
-                "event_type": "custom_event",
-                "data": {
-                    "event_name": event_name(row["event_type"], self.options.get("event_names")),
-                    "custom_event_type": EVENT_TYPE_CATEGORY.get(row["event_type"], "other"),
-                    "custom_attributes": self._attributes(row),
-                    "timestamp_unixtime_ms": int(row["time"]) * 1000,
-                    "source_message_id": row["id"],
-                },
-            },
+            "user_identities": identities,
+            "user_attributes": {"$mobile": phone} if phone else {},
+            "device_info": device,
         }
 
+    def wire_event(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """One event, with the batch it belongs to (grouped into batches in `body`)."""
+        data: dict[str, Any] = {}
+        uninstall = row["event_type"] == "users.behaviors.Uninstall"
+        if not uninstall:
+            data["event_name"] = event_name(row["event_type"], self.options.get("event_names"))
+            data["custom_event_type"] = "other"
+        data["custom_attributes"] = self._attributes(row)
+        data["source_message_id"] = row["id"]
+        data["timestamp_unixtime_ms"] = int(row["time"]) * 1000
+        event_type = "uninstall" if uninstall else "custom_event"
+        return {"batch": self._batch_of(row), "event": {"event_type": event_type, "data": data}}
+
     def body(self, events: list[bytes], batch_id: str = "") -> bytes:
-        """A JSON array of batches: one per user (split if a user's batch would pass 120 KB)."""
-        environment = self.endpoint.extra.get("environment", "production")
-        by_user: dict[str, list[list[bytes]]] = {}
-        sizes: dict[str, int] = {}
+        """A JSON array of batches: one per user and device (split if one would pass 120 KB)."""
+        environment = orjson.dumps(self.endpoint.extra.get("environment", "production"))
+        by_batch: dict[bytes, list[list[bytes]]] = {}
+        sizes: dict[bytes, int] = {}
         for encoded in events:
-            user, event = split_wire_event(encoded)
-            chunks = by_user.setdefault(user, [[]])
-            if sizes.get(user, 0) + len(event) > MAX_BATCH_BYTES and chunks[-1]:
+            members, event = split_wire_event(encoded)
+            chunks = by_batch.setdefault(members, [[]])
+            if sizes.get(members, 0) + len(event) > MAX_BATCH_BYTES and chunks[-1]:
                 chunks.append([])
-                sizes[user] = 0
+                sizes[members] = 0
             chunks[-1].append(event)
-            sizes[user] = sizes.get(user, 0) + len(event) + 1
+            sizes[members] = sizes.get(members, 0) + len(event) + 1
         batches = []
-        for user, chunks in by_user.items():
+        for members, chunks in by_batch.items():
             for chunk in chunks:
-                envelope = {
-                    "environment": environment,
-                    "user_identities": {"customer_id": user},
-                    "source_request_id": f"{batch_id}-{len(batches)}" if batch_id else None,
-                }
-                head = orjson.dumps(envelope)[:-1]
-                batches.append(head + b',"events":[' + b",".join(chunk) + b"]}")
+                request_id = orjson.dumps(f"{batch_id}-{len(batches)}" if batch_id else None)
+                batches.append(
+                    b'{"schema_version":2,"environment":'
+                    + environment
+                    + b","
+                    + members
+                    + b',"source_request_id":'
+                    + request_id
+                    + b',"events":['
+                    + b",".join(chunk)
+                    + b"]}"
+                )
         return b"[" + b",".join(batches) + b"]"
 
     def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
-        key, secret = self.credentials()[route or UNBOUND]
+        feed, _, historical = (route or UNBOUND).partition("/")
+        key, secret = self.credentials()[feed]
         basic = base64.b64encode(f"{key}:{secret}".encode()).decode()
         headers = {"Content-Type": "application/json", "Authorization": f"Basic {basic}"}
-        batches = body.count(b'{"environment":')  # the unit mParticle's rate limit counts
-        return Request(f"{self.endpoint.url}/v2/bulkevents", headers, body, units=batches)
+        batches = body.count(b'{"schema_version":2,')  # the unit mParticle's rate limit counts
+        path = "/v2/bulkevents" + (HISTORICAL if historical else "")
+        return Request(f"{self.endpoint.url}{path}", headers, body, units=batches)

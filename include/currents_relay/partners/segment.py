@@ -8,15 +8,32 @@ are dead-lettered as `too_large`, never sent). 400 for size or JSON errors; 429 
 `Retry-After`. Segment deduplicates on `messageId` (the Currents `id`, < 100 characters) for
 about a day, so a resend after a lost acknowledgement is harmless.
 
-Each Currents event becomes a `track` call: `userId` = `external_user_id` (or, when configured,
-`anonymousId` = Braze `user_id` so anonymous users are not lost), `event` = a readable name
-(`Email Opened`; table below, overridable with `event_names` in destinations.toml),
-`timestamp` ISO-8601 UTC from `time`, `properties` (the event's fields; custom and purchase
-properties kept nested), `context` (device, os, user agent, timezone, IP, `integration`).
+Each Currents event becomes the `track` call Braze's own Segment integration sends (Braze's
+Currents event glossary, Segment tabs, and its "Segment for Currents" page):
+
+| track call | from |
+| --- | --- |
+| `userId` | `external_user_id` |
+| `anonymousId` | `user_id` (the Braze user id), on every event that has one |
+| `event` | Braze's name for the event type (`Email Link Clicked`; `EVENT_NAMES`, `event_name`) |
+| `messageId` | `id` |
+| `timestamp` | `time`, as ISO-8601 UTC (Segment's API takes a date; Braze documents the instant) |
+| `context.traits.email` | `email_address` |
+| `context.traits.phone` | the event's phone number (`to_phone_number`, `user_phone_number`, ...) |
+| `context.device.model` | `device_model` |
+| `context.os` | `platform` as an OS name (`ios` -> `iOS`) and `os_version` |
+| `properties` | every other field, `app_id` included; an email click's `url` as `link_url`; custom and purchase properties nested as sent; fields the catalogue does not know under `extra` |
+
+Braze leaves out `timezone` and `sending_ip`; so does this mapping. Braze sends no
+`integrations` object; `integrations` in destinations.toml adds one (for example
+`{ "Braze Cloud Mode (Actions)" = false }`, so events do not echo back into Braze from a
+workspace that has Braze as a destination). No `sentAt`: Segment would then shift the
+timestamp of a replayed old event by its clock-skew correction.
 
 Docs: https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/#batch ,
 https://segment.com/docs/connections/spec/track/ , https://segment.com/docs/connections/spec/common/#context ,
-https://www.braze.com/docs/partners/data_and_infrastructure_agility/customer_data_platform/segment/segment_for_currents/
+https://www.braze.com/docs/partners/data_and_infrastructure_agility/customer_data_platform/segment/segment_for_currents/ ,
+https://www.braze.com/docs/user_guide/data/distribution/braze_currents/event_glossary/message_engagement_events/
 """
 
 from __future__ import annotations
@@ -28,7 +45,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from currents_relay.catalogue import USER_FIELDS, lookup
+from currents_relay.catalogue import lookup
 from currents_relay.delivery.partner import ConfigurationError, Partner, Request
 
 REGIONS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
@@ -93,40 +110,38 @@ VERBS = {
     "Read": "Read",
     "Rejection": "Rejected",
     "DeliveryFailure": "Delivery Failed",
-    "CarrierSend": "Sent To Carrier",
-    "InboundReceive": "Received",
+    "CarrierSend": "Sent to Carrier",
+    "InboundReceive": "Inbound Received",
     "ShortLinkClick": "Short Link Clicked",
-    "IosForeground": "Opened In Foreground",
     "Conversion": "Converted",
     "Entry": "Entered",
-    "EnrollInControl": "Enrolled In Control",
     "Outcome": "Outcome",
 }
-SPECIAL_NAMES = {
+# Braze's own names where the rule above does not give them (its Segment page's event table).
+EVENT_NAMES = {
     "users.behaviors.Uninstall": "Application Uninstalled",
     "users.behaviors.subscription.GlobalStateChange": "Subscription State Changed",
     "users.behaviors.subscriptiongroup.StateChange": "Subscription Group State Changed",
+    "users.campaigns.EnrollInControl": "Campaign Control Group Entered",
+    "users.messages.pushnotification.Open": "Push Notification Tapped",
+    "users.messages.pushnotification.IosForeground": "iOS Foreground Push Opened",
+    "users.messages.email.Click": "Email Link Clicked",
+    "users.behaviors.app.NewsFeedImpression": "News Feed Viewed",
     "users.canvas.exit.MatchedAudience": "Canvas Exited On Audience Match",
     "users.canvas.exit.PerformedEvent": "Canvas Exited On Event",
     "users.canvas.experimentstep.Conversion": "Canvas Experiment Step Converted",
     "users.canvas.experimentstep.SplitEntry": "Canvas Experiment Step Entered",
 }
-CONTEXT_FIELDS = (
-    "platform",
-    "os_version",
-    "device_model",
-    "user_agent",
-    "ip",
-    "timezone",
-    "device_id",
-    "ad_id",
-    "ad_id_type",
-    "ad_tracking_enabled",
-    "app_id",
-)
-
-
-PROPERTY_SKIP = frozenset(
+OS_NAMES = {
+    "ios": "iOS",
+    "android": "Android",
+    "kindle": "Fire OS",
+    "tvos": "tvOS",
+    "roku": "Roku OS",
+}
+PHONE_FIELDS = ("to_phone_number", "user_phone_number", "phone_number", "from_phone_number")
+# Fields Braze puts elsewhere than `properties`, or leaves out.
+NOT_PROPERTIES = frozenset(
     (
         "event_type",
         "id",
@@ -136,26 +151,23 @@ PROPERTY_SKIP = frozenset(
         "source_uri",
         "source_offset",
         "ingested_at",
-        *USER_FIELDS,
-        *CONTEXT_FIELDS,
+        "user_id",
+        "external_user_id",
+        "timezone",
+        "email_address",
+        *PHONE_FIELDS,
+        "device_model",
+        "sending_ip",
     )
 )
-DEVICE_MEMBERS = (  # context.device: key, column (kept when not null)
-    ("id", "device_id"),
-    ("model", "device_model"),
-    ("advertisingId", "ad_id"),
-    ("adTrackingEnabled", "ad_tracking_enabled"),
-)
-OS_MEMBERS = (("name", "platform"), ("version", "os_version"))  # kept when truthy
-CONTEXT_MEMBERS = (("userAgent", "user_agent"), ("timezone", "timezone"), ("ip", "ip"))
 
 
 def event_name(event_type: str, overrides: Mapping[str, str] | None = None) -> str:
-    """A readable Segment event name: `users.messages.email.Open` -> `Email Opened`."""
+    """Braze's Segment name of an event type: `users.messages.email.Open` -> `Email Opened`."""
     if overrides and event_type in overrides:
         return overrides[event_type]
-    if event_type in SPECIAL_NAMES:
-        return SPECIAL_NAMES[event_type]
+    if event_type in EVENT_NAMES:
+        return EVENT_NAMES[event_type]
     parts = event_type.split(".")
     verb = parts[-1]
     channel = parts[-2] if len(parts) >= 2 else ""
@@ -168,39 +180,37 @@ def iso_timestamp(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
+def phone_of(row: Mapping[str, Any]) -> str | None:
+    """The event's phone number (the first phone field present)."""
+    return next((row[name] for name in PHONE_FIELDS if row.get(name)), None)
+
+
 def context_of(row: Mapping[str, Any]) -> dict[str, Any]:
-    context: dict[str, Any] = {"integration": {"name": "Braze", "version": "currents"}}
-    device = {
-        k: v
-        for k, v in (
-            ("id", row.get("device_id")),
-            ("model", row.get("device_model")),
-            ("advertisingId", row.get("ad_id")),
-            ("adTrackingEnabled", row.get("ad_tracking_enabled")),
-        )
-        if v is not None
+    traits = {k: v for k, v in (("email", row.get("email_address")), ("phone", phone_of(row))) if v}
+    context: dict[str, Any] = (
+        {"device": {"model": row["device_model"]}} if row.get("device_model") else {"device": {}}
+    )
+    context["traits"] = traits
+    platform = str(row.get("platform") or "").lower()
+    os = {
+        k: v for k, v in (("name", OS_NAMES.get(platform)), ("version", row.get("os_version"))) if v
     }
-    if device:
-        context["device"] = device
-    os = {k: v for k, v in (("name", row.get("platform")), ("version", row.get("os_version"))) if v}
     if os:
         context["os"] = os
-    for source, target in (("user_agent", "userAgent"), ("timezone", "timezone"), ("ip", "ip")):
-        if row.get(source):
-            context[target] = row[source]
     return context
 
 
 def properties_of(row: Mapping[str, Any]) -> dict[str, Any]:
     """The event's own fields; Avro's JSON `properties` comes back as the nested object it was."""
-    event_type = lookup(row.get("event_type") or "")
-    properties = {k: v for k, v in row.items() if v is not None and k not in PROPERTY_SKIP}
+    event_type = row.get("event_type") or ""
+    properties = {k: v for k, v in row.items() if v is not None and k not in NOT_PROPERTIES}
     if "properties" in properties:
         nested = json.loads(properties.pop("properties"))
-        properties[event_type.http_properties_key or "properties"] = nested
+        properties[lookup(event_type).http_properties_key or "properties"] = nested
+    if event_type == "users.messages.email.Click" and "url" in properties:
+        properties["link_url"] = properties.pop("url")
     if row.get("extra"):
         properties["extra"] = json.loads(row["extra"])
-    properties["braze_event_type"] = row.get("event_type")
     return properties
 
 
@@ -232,21 +242,19 @@ class Segment(Partner):
                 "segment: the connection needs the source's write key as its password"
             )
 
-    @property
-    def anonymous_id_field(self) -> str | None:
-        return self.options.get("anonymous_id_field")  # e.g. "user_id": Braze id as anonymousId
-
     def wire_event(self, row: Mapping[str, Any]) -> dict[str, Any]:
         message: dict[str, Any] = {"type": "track"}
         if row.get("external_user_id"):
             message["userId"] = row["external_user_id"]
-        elif self.anonymous_id_field and row.get(self.anonymous_id_field):
-            message["anonymousId"] = row[self.anonymous_id_field]
+        if row.get("user_id"):
+            message["anonymousId"] = row["user_id"]
         message["event"] = event_name(row["event_type"], self.options.get("event_names"))
         message["messageId"] = row["id"]
         message["timestamp"] = iso_timestamp(row["time"])
         message["properties"] = properties_of(row)
         message["context"] = context_of(row)
+        if self.options.get("integrations"):
+            message["integrations"] = dict(self.options["integrations"])
         return message
 
     def secrets(self) -> list[str]:

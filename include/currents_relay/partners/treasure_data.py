@@ -10,6 +10,11 @@ The API answers 200 `{}` even for an invalid key (it checks keys asynchronously)
 means "accepted for processing", not "stored": the report says so. We never send
 `td_record_time` (TD ignores rows outside -7d..+3d of now, which would lose replayed events).
 
+The connection takes the Postback URL as Braze's setup page shows it,
+`https://in.treasuredata.com/postback/v3/event/<database>/<table>?td_write_key=<key>`, as its
+host (the key moves to the header; put it in the password instead to keep it out of the
+host field), or the host alone with `extra.database`, `extra.table` and the key as password.
+
 Docs: https://api-docs.treasuredata.com/en/api/postback-api/ and
 https://www.braze.com/docs/partners/data_and_infrastructure_agility/customer_data_platform/treasure_data/treasure_data_for_currents/
 """
@@ -17,11 +22,14 @@ https://www.braze.com/docs/partners/data_and_infrastructure_agility/customer_dat
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import ClassVar
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from currents_relay.delivery.partner import ConfigurationError, Partner, Request
 
 NAME = re.compile(r"^[A-Za-z0-9_]+$")
+POSTBACK_PATH = re.compile(r"^/postback/v3/event/(?P<database>[^/]+)/(?P<table>[^/]+)/?$")
 
 
 class TreasureData(Partner):
@@ -35,6 +43,7 @@ class TreasureData(Partner):
     confirms: ClassVar[bool] = False
 
     def validate(self) -> None:
+        self._split_postback_url()
         super().validate()
         if not self.endpoint.password:
             raise ConfigurationError(
@@ -46,6 +55,23 @@ class TreasureData(Partner):
                 raise ConfigurationError(
                     f"treasure_data: extra.{part} must be letters, digits or _ (got {value!r})"
                 )
+
+    def _split_postback_url(self) -> None:
+        """Take database, table and write key out of a whole Postback URL."""
+        url = urlsplit(self.endpoint.url)
+        found = POSTBACK_PATH.match(url.path)
+        if not found and not url.query:
+            return
+        extra = dict(self.endpoint.extra)
+        if found:
+            extra |= {"database": found["database"], "table": found["table"]}
+        key = parse_qs(url.query).get("td_write_key", [None])[0]
+        self.endpoint = replace(
+            self.endpoint,
+            url=urlunsplit((url.scheme, url.netloc, "", "", "")),
+            password=self.endpoint.password or key,
+            extra=extra,
+        )
 
     def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
         extra = self.endpoint.extra

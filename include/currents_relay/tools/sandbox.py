@@ -352,7 +352,7 @@ class MParticleSim(PartnerSim):
         self.by_feed: Counter[str] = Counter()
 
     def check(self, method, path, query, headers, body):
-        if method != "POST" or path != "/v2/bulkevents":
+        if method != "POST" or path not in ("/v2/bulkevents", "/v2/bulkevents/historical"):
             raise Refused(404, "not found")
         auth = headers.get("Authorization", "")
         if not auth.startswith("Basic "):
@@ -378,15 +378,19 @@ class MParticleSim(PartnerSim):
             for event in batch.get("events", []):
                 data = event.get("data", {})
                 attributes = data.get("custom_attributes", {})
+                custom = event.get("event_type") == "custom_event"
                 valid = (
-                    event.get("event_type") == "custom_event"
-                    and data.get("event_name")
-                    and data.get("custom_event_type") in self.EVENT_TYPES
+                    (event.get("event_type") == "uninstall" or custom)
+                    and (not custom or data.get("event_name"))
+                    and (not custom or data.get("custom_event_type") in self.EVENT_TYPES)
                     and len(attributes) <= 100
-                    and all(len(str(v)) <= 4096 for v in attributes.values())
+                    and all(
+                        isinstance(v, int | float | bool) or (isinstance(v, str) and len(v) <= 4096)
+                        for v in attributes.values()
+                    )
                 )
                 if not valid:
-                    raise Refused(400, "invalid custom_event")
+                    raise Refused(400, "invalid event")
                 ids.append(data["source_message_id"])
         self.check_poison(ids)
         with self.lock:
