@@ -410,13 +410,13 @@ class HourIngest:
         events: list[Any] = []
         offsets: list[int] = []
         bad_lines: list[tuple[int, str]] = []
-        text = data.decode("utf-8", errors="surrogateescape")
-        for offset, line in enumerate(line for line in text.splitlines() if line.strip()):
+        # Lines end at \n, \r or \r\n only: a JSON string may hold U+2028 as it is.
+        for offset, line in enumerate(line for line in data.splitlines() if line.strip()):
             try:
                 events.append(_loads(line))
                 offsets.append(offset)
             except (ValueError, RecursionError):
-                bad_lines.append((offset, line))
+                bad_lines.append((offset, line.decode("utf-8", errors="surrogateescape")))
         return events, offsets, bad_lines
 
     def _read_http(self, landed: LandedFile, data: bytes) -> int:

@@ -289,8 +289,19 @@ def http_group(
     n = len(events)
     users = [_section(e, "user") for e in events]
     properties = [_section(e, "properties") for e in events]
-    in_users = set(chain.from_iterable(users)) & shape.user
-    in_properties = set(chain.from_iterable(properties)) & shape.properties
+    all_users, all_properties = (
+        set(chain.from_iterable(users)),
+        set(chain.from_iterable(properties)),
+    )
+    in_users, in_properties = all_users & shape.user, all_properties & shape.properties
+    # Every event plain (no field for `extra`) unless a key or a section says otherwise.
+    all_plain = (
+        set(chain.from_iterable(events)) <= TOP_LEVEL
+        and all_users <= shape.user
+        and all_properties <= shape.known_properties
+        and all(type(e.get("user", _EMPTY)) is dict for e in events)
+        and all(type(e.get("properties") or _EMPTY) is dict for e in events)
+    )
     reasons: Reasons = {}
     strings = [shape.names.get(c.name, c.name) for c in schema if c.type == pa.string()]
     columns = _strings(
@@ -313,6 +324,8 @@ def http_group(
         elif name == "properties" and shape.json_key:
             key = shape.json_key
             values = [_json(p[key]) if key in p else None for p in properties]
+        elif name == "extra" and all_plain:
+            continue
         elif name == "extra":
             values = []
             for event, user, props in zip(events, users, properties, strict=True):
