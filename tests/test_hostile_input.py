@@ -148,6 +148,18 @@ def test_a_file_over_the_size_limit_is_quarantined_unread(tmp_path):
     assert entry["sha256"] is None or entry["sha256"] == hashlib.sha256(body).hexdigest()
 
 
+def test_json_lines_end_at_newlines_only_so_a_line_separator_stays_in_its_string(tmp_path):
+    landing = tmp_path / "landing"
+    http = landing / "http" / f"date={DATE}"
+    http.mkdir(parents=True)
+    name = "line\u2028separator\u2029paragraph\x85next"
+    lines = [json.dumps(event("a") | {"properties": {"name": name}}, ensure_ascii=False)]
+    lines.append(json.dumps(event("b")))
+    (http / "batch.jsonl").write_text("\r\n".join(lines) + "\n\n", encoding="utf-8")
+    report = HourIngest(str(landing), str(tmp_path / "lake"), parse_hour(HOUR)).run()
+    assert report["events"] == {"read": 2, "duplicates": 0, "quarantined": 0, "written": 2}
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda inner: (
