@@ -8,7 +8,7 @@ LANDING ?= $(CURDIR)/data/landing
 LAKE ?= $(CURDIR)/data/lake
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench lock clean
+.PHONY: help install run airflow test lint format bench lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ install: $(VENV)/.installed ## Create .venv and install the locked dependencies
 
 run: install ## Generate a demo hour and run it through real Airflow (airflow dags test)
 	$(PY) -m currents_relay.tools.demo --landing $(LANDING) --lake $(LAKE) --hour $(DEMO_HOUR)
+
+airflow: install ## The real Airflow (UI, scheduler, triggerer) and the partner sandbox on 127.0.0.1 until Ctrl-C
+	$(PY) -m currents_relay.tools.local_airflow --port $(or $(PORT),8080) --landing $(LANDING) --lake $(LAKE)
 
 test: install ## Run the whole test suite (what CI runs)
 	$(PY) -m pytest

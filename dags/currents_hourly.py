@@ -2,10 +2,12 @@
 ### currents_hourly: one hour of Braze Currents exports -> a validated Parquet lake
 
 Each run owns one UTC hour `[h, h+1)`: the `hour` param if given, else the run's
-`data_interval_start`. The run waits `settle_minutes` after the hour ends (a deferrable
-sensor, skipped when `hour` is given) so Currents can finish writing, then:
+`data_interval_start`. **resolve** names it first (a manual run with neither fails there, at
+once, saying so); the run then waits `settle_minutes` after the hour ends (a deferrable
+sensor, no wait when `hour` is given) so Currents can finish writing, then:
 
-1. **collect** lists the hour's files in the landing zone (both formats),
+1. **collect** lists the hour's files in the landing zone (both formats); an hour without files
+   is a warning in the log and the report (or a failure with `require_files`),
 2. **ingest** normalizes, validates (Great Expectations suites per event family), quarantines
    bad rows with their reasons, drops duplicates and writes the hour into the lake, replacing
    it exactly (re-runs and backfills are safe),
@@ -17,7 +19,11 @@ sensor, skipped when `hour` is given) so Currents can finish writing, then:
    destination's latest push (from this run, an earlier one or a replay), which reconcile
    (`events.read == written + quarantined + duplicates`; per destination
    `considered == selected + skipped`, `selected == delivered + dead_lettered + pending`),
-   whatever happened upstream, and fails the run if a destination failed.
+   whatever happened upstream, keeps this run's own report beside it (`runs/hour=<h>/`), and
+   fails the run if a destination failed; **lake_updated** emits the `currents_lake` asset
+   event (not on a dry run).
+
+The hour's page in the Airflow UI: the run's "Currents report" tab, or Browse > Currents report.
 
 Trigger from the UI with `hour` (e.g. `2026-11-01T10`) to (re)process a past hour,
 `destinations` to push to a subset, and `dry_run` to validate, build batches and report
@@ -29,6 +35,7 @@ Landing and lake URLs come from the Variables `currents_landing_url` / `currents
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -45,8 +52,9 @@ from airflow.sdk import (
 )
 
 from currents_relay.destinations import enabled_destinations
-from currents_relay.hours import HOUR_PATTERN, hour_key, resolve_hour, settle_until
+from currents_relay.hours import HOUR_PATTERN
 
+log = logging.getLogger(__name__)
 PROJECT = Path(__file__).resolve().parents[1]
 DEFAULT_LANDING = str(PROJECT / "data" / "landing")
 DEFAULT_LAKE = str(PROJECT / "data" / "lake")
@@ -69,7 +77,6 @@ def _urls() -> tuple[str, str]:
     doc_md=__doc__,
     tags=["currents", "braze", "lake"],
     default_args={"owner": "currents-relay", "retries": 2, "retry_delay": timedelta(minutes=2)},
-    user_defined_macros={"settle_until": settle_until},
     params={
         "hour": Param(
             None,
@@ -85,6 +92,11 @@ def _urls() -> tuple[str, str]:
             type="array",
             items={"type": "string", "enum": DESTINATIONS},
             description="Destinations to push this hour to",
+        ),
+        "require_files": Param(
+            False,
+            type="boolean",
+            description="Fail the run when the hour has no files (for sources that always send)",
         ),
         "settle_minutes": Param(
             15,
@@ -107,27 +119,51 @@ def _urls() -> tuple[str, str]:
     },
 )
 def currents_hourly():
+    # Each task's result is one XCom: a `-> dict` task would otherwise also push every key as
+    # an XCom of its own (one API call and database write each: ~0.3 s a push task).
+    @task(retries=0, multiple_outputs=False)
+    def resolve() -> dict:
+        """Name the hour this run processes and when its settle wait ends."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from currents_relay.hours import hour_key, resolve_hour, settle_until
+
+        context = get_current_context()
+        params = context["params"]
+        try:
+            hour = resolve_hour(params.get("hour"), context.get("data_interval_start"))
+            until = settle_until(params, context.get("data_interval_end"))
+        except ValueError as error:
+            raise AirflowFailException(f"currents_hourly: {error}") from None
+        print(f"this run processes hour {hour_key(hour)} UTC; it settles until {until}")
+        return {"hour": hour_key(hour), "settle_until": until}
+
     settle = DateTimeSensorAsync(
         task_id="settle",
-        target_time="{{ settle_until(params, data_interval_end) }}",
+        target_time="{{ ti.xcom_pull(task_ids='resolve')['settle_until'] }}",
         retries=0,
     )
 
-    # Each task's result is one XCom: a `-> dict` task would otherwise also push every key as
-    # an XCom of its own (one API call and database write each: ~0.3 s a push task).
     @task(multiple_outputs=False)
-    def collect() -> dict:
+    def collect(resolved: dict) -> dict:
         """List the hour's landed files (both formats)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from currents_relay.hours import parse_hour
         from currents_relay.ingest.landing import list_hour
 
-        context = get_current_context()
-        hour = resolve_hour(context["params"].get("hour"), context.get("data_interval_start"))
+        params = get_current_context()["params"]
         landing, _ = _urls()
-        files = list_hour(landing, hour)
-        print(f"hour {hour_key(hour)}: {len(files)} files in {landing}")
-        return {"hour": hour_key(hour), "files": [f.to_dict() for f in files]}
+        files = list_hour(landing, parse_hour(resolved["hour"]))
+        print(f"hour {resolved['hour']}: {len(files)} files in {landing}")
+        if not files:
+            message = f"hour {resolved['hour']}: no files in the landing zone {landing}"
+            if params.get("require_files"):
+                raise AirflowFailException(message + " (require_files is on)")
+            log.warning("%s: the hour is committed empty", message)
+        return {"hour": resolved["hour"], "files": [f.to_dict() for f in files]}
 
-    @task(outlets=[LAKE], multiple_outputs=False)
+    @task(multiple_outputs=False)
     def ingest(collected: dict) -> dict:
         """Normalize, validate, deduplicate and write the hour into the lake."""
         from currents_relay.hours import parse_hour
@@ -147,12 +183,19 @@ def currents_hourly():
             bounds=TimeBounds(params.get("min_time"), params.get("max_time")),
             validation_engine=params.get("validation_engine") or "arrow",
         )
-        if not report["dry_run"]:
-            context["outlet_events"][LAKE].extra = {
-                "hour": report["hour"],
-                "written": report["events"]["written"],
-            }
         return report
+
+    @task(outlets=[LAKE], multiple_outputs=False)
+    def lake_updated(ingested: dict) -> None:
+        """Tell asset-scheduled DAGs that the hour's new version is committed."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if ingested["dry_run"]:
+            raise AirflowSkipException("a dry run commits nothing: no asset event")
+        get_current_context()["outlet_events"][LAKE].extra = {
+            "hour": ingested["hour"],
+            "written": ingested["events"]["written"],
+        }
 
     @task(
         retries=3,
@@ -203,7 +246,7 @@ def currents_hourly():
         from airflow.sdk.exceptions import AirflowFailException
 
         from currents_relay.lake import Lake
-        from currents_relay.lake.reports import write_report
+        from currents_relay.lake.reports import write_report, write_run_report
 
         context = get_current_context()
         ti = context["ti"]
@@ -231,6 +274,10 @@ def currents_hourly():
             if ingested["dry_run"]:
                 result["destinations"][name] = ti.xcom_pull(task_ids=f"push_{name}") or {}
         result["this_run"] = {"run_id": ti.run_id, "push_task_states": this_run}
+        if not ingested["files"]["read"]:
+            result["warnings"] = [f"hour {ingested['hour']}: no files in the landing zone"]
+        if not ingested["dry_run"]:
+            write_run_report(Lake(_urls()[1]), ingested["hour"], ti.run_id, result)
         print(json.dumps(result, indent=2))
         if failed:
             raise AirflowFailException(
@@ -238,9 +285,12 @@ def currents_hourly():
             )
         return result
 
-    collected = collect()
+    resolved = resolve()
+    resolved >> settle
+    collected = collect(resolved)
     settle >> collected
     ingested = ingest(collected)
+    lake_updated(ingested)
     pushes = [
         push.override(task_id=f"push_{name}", pool=f"currents_{name}")(ingested, name)
         for name in DESTINATIONS

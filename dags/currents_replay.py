@@ -1,17 +1,20 @@
 """
-### currents_replay: redeliver what a destination has not acknowledged
+### currents_replay: redeliver what destinations have not acknowledged
 
-Manual only. For one destination and an hour range, sends every event of the lake that the
-destination's ledger does not hold yet: events left pending (a partner down for days, broken
-credentials now fixed, a retry budget used up) and, unless `dead_letters` is off, the events
-the partner refused earlier. The ledger makes it safe to run any number of times: an
-acknowledged event is never sent again, unless `resend_acknowledged` asks for it (for
-partners that accept first and check later: Treasure Data answers 200 even for a wrong write
-key, so after fixing the key the hour must be sent again; such sends are recorded as resent).
+Manual only. For an hour range, sends every event of the lake that a destination's ledger
+does not hold yet: events left pending (a partner down for days, broken credentials now
+fixed, a retry budget used up) and, unless `dead_letters` is off, the events the partner
+refused earlier. The ledger makes it safe to run any number of times: an acknowledged event is
+never sent again, unless `resend_acknowledged` asks for it (for partners that accept first and
+check later: Treasure Data answers 200 even for a wrong write key, so after fixing the key the
+hour must be sent again; such sends are recorded as resent).
 
-Params: `destination`, `from_hour`, `to_hour` (default: `from_hour`), `dead_letters`,
-`resend_acknowledged`. Only hours with a committed version are walked.
-The same as `currents-relay replay --lake URL --destination NAME --hour H --to-hour H2`.
+Params: `from_hour` (default: 23 hours before `to_hour`), `to_hour` (default: `from_hour` when
+that is given, else the last complete hour), `destinations` (default: those whose hours in
+the range have pending events, dead letters or a failed push), `dead_letters`,
+`resend_acknowledged`. **plan** picks the destinations; **replay** runs once per destination
+(mapped), each under its push lease. Only hours with a committed version are walked. The same
+as `currents-relay replay --lake URL --destination NAME --hour H --to-hour H2`.
 """
 
 from __future__ import annotations
@@ -37,12 +40,24 @@ DEFAULT_LAKE = str(Path(__file__).resolve().parents[1] / "data" / "lake")
     tags=["currents", "braze", "replay"],
     default_args={"owner": "currents-relay", "retries": 1, "retry_delay": timedelta(minutes=5)},
     params={
-        "destination": Param(DESTINATIONS[0], type="string", enum=DESTINATIONS),
         "from_hour": Param(
-            "2026-11-01T10", type="string", pattern=HOUR_PATTERN, description="First UTC hour"
+            None,
+            type=["null", "string"],
+            pattern=HOUR_PATTERN,
+            description="First UTC hour, e.g. 2026-11-01T10 (default: 23 hours before to_hour)",
         ),
         "to_hour": Param(
-            None, type=["null", "string"], pattern=HOUR_PATTERN, description="Last UTC hour"
+            None,
+            type=["null", "string"],
+            pattern=HOUR_PATTERN,
+            description="Last UTC hour (default: from_hour if given, else the last complete hour)",
+        ),
+        "destinations": Param(
+            [],
+            type="array",
+            items={"type": "string", "enum": DESTINATIONS},
+            description="Destinations to replay (default: those with pending events, dead "
+            "letters or a failed push in the range)",
         ),
         "dead_letters": Param(
             True, type="boolean", description="Also redeliver dead-lettered events"
@@ -56,12 +71,47 @@ DEFAULT_LAKE = str(Path(__file__).resolve().parents[1] / "data" / "lake")
     },
 )
 def currents_replay():
-    @task
-    def replay(destination: str) -> list[dict]:
+    @task(retries=0)
+    def plan() -> list[dict]:
+        """The hour range and the destinations to replay, one job each."""
+        from datetime import UTC
+
+        from currents_relay.delivery.replay import needing_replay
+        from currents_relay.hours import hour_key, parse_hour
+
+        params = get_current_context()["params"]
+        if params.get("to_hour"):
+            last = parse_hour(params["to_hour"])
+        elif params.get("from_hour"):
+            last = parse_hour(params["from_hour"])
+        else:
+            now = datetime.now(UTC)
+            last = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+        first = (
+            parse_hour(params["from_hour"])
+            if params.get("from_hour")
+            else last - timedelta(hours=23)
+        )
+        if first > last:
+            raise ValueError(f"from_hour {hour_key(first)} is after to_hour {hour_key(last)}")
+        chosen = list(params.get("destinations") or []) or needing_replay(
+            _lake(), first, last, dead_letters=bool(params["dead_letters"])
+        )
+        print(
+            f"replaying {hour_key(first)} .. {hour_key(last)} to "
+            f"{', '.join(chosen) or 'no destination (none has pending events or dead letters)'}"
+        )
+        return [
+            {"destination": name, "from_hour": hour_key(first), "to_hour": hour_key(last)}
+            for name in chosen
+        ]
+
+    @task(map_index_template="{{ task.op_kwargs['job']['destination'] }}")
+    def replay(job: dict) -> list[dict]:
         """Redeliver pending events (and dead letters) of the hour range to one destination."""
         import json
 
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException
         from airflow.sdk.log import mask_secret
 
         from currents_relay.delivery.engine import DeliveryStopped
@@ -70,20 +120,16 @@ def currents_replay():
         from currents_relay.hours import parse_hour
 
         params = get_current_context()["params"]
-        if params["destination"] != destination:
-            raise AirflowSkipException(f"this replay is for {params['destination']}")
-        lake = Variable.get("currents_lake_url", default=DEFAULT_LAKE)
+        destination = job["destination"]
         endpoint = Endpoint.from_connection(Connection.get(f"currents_{destination}"))
-        first = parse_hour(params["from_hour"])
-        last = parse_hour(params["to_hour"]) if params.get("to_hour") else first
         results = []
         try:
             for counts in replay_hours(
-                lake,
+                _lake(),
                 destination,
                 endpoint,
-                first,
-                last,
+                parse_hour(job["from_hour"]),
+                parse_hour(job["to_hour"]),
                 dead_letters=bool(params["dead_letters"]),
                 resend_acknowledged=bool(params.get("resend_acknowledged")),
                 mask=mask_secret,
@@ -100,8 +146,11 @@ def currents_replay():
             )
         return results
 
-    for name in DESTINATIONS:
-        replay.override(task_id=f"replay_{name}", pool=f"currents_{name}")(name)
+    replay.expand(job=plan())
+
+
+def _lake() -> str:
+    return Variable.get("currents_lake_url", default=DEFAULT_LAKE)
 
 
 currents_replay()

@@ -31,7 +31,7 @@ def test_conventions(dagbag):
         assert dag.doc_md, f"{dag.dag_id} has no docs"
         assert not dag.catchup
         for task in dag.tasks:
-            if task.task_id != "settle":
+            if task.task_id not in ("settle", "resolve", "plan"):  # these fail fast, on purpose
                 assert task.retries >= 1, f"{dag.dag_id}.{task.task_id} has no retries"
             # One XCom per result: a dict's keys pushed one by one cost an API call each.
             assert not getattr(task, "multiple_outputs", False), f"{task.task_id}: per-key XComs"
@@ -47,7 +47,9 @@ def test_hourly_schedule_owns_whole_hours(dagbag):
     )
     assert set(dag.params) >= {"hour", "dry_run", "settle_minutes"}
     assert dag.get_task("report").trigger_rule == "all_done"
-    assert [o.name for o in dag.get_task("ingest").outlets] == ["currents_lake"]
+    assert [o.name for o in dag.get_task("lake_updated").outlets] == ["currents_lake"]
+    assert dag.get_task("ingest").outlets == []
+    assert dag.get_task("resolve").upstream_task_ids == set()  # the hour is named first
 
 
 def test_dag_file_parses_fast_without_heavy_imports():

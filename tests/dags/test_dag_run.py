@@ -95,12 +95,31 @@ def test_a_broken_destination_fails_alone_and_a_rerun_delivers_what_was_pending(
         )  # the re-run resent nothing acknowledged
 
 
-def test_dry_run_writes_and_sends_nothing(hourly):
+def test_dry_run_writes_and_sends_nothing_and_emits_no_asset_event(hourly):
     dag, lake, _, sandbox = hourly
     run = dag.test(run_conf={"hour": HOUR, "dry_run": True})
     assert run.state == "success"
     assert not lake.exists() or not any(lake.rglob("*.*"))
     assert all(sim.stats()["requests"] == 0 for sim in sandbox.sims.values())
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["lake_updated"] == "skipped"  # no `currents_lake` asset event
+
+
+def test_an_hour_without_files_warns_or_fails_with_require_files(hourly, caplog):
+    dag, lake, _, _ = hourly
+    empty = "2026-11-02T03"
+    run = dag.test(run_conf={"hour": empty})
+    assert run.state == "success"
+    report = json.loads((lake / "reports" / f"hour={empty}.json").read_text())
+    assert report["files"]["read"] == 0 and report["events"]["read"] == 0
+    (own,) = (lake / "runs" / f"hour={empty}").glob("*.json")
+    assert json.loads(own.read_text())["warnings"] == [
+        f"hour {empty}: no files in the landing zone"
+    ]
+    strict = dag.test(run_conf={"hour": empty, "require_files": True})
+    assert strict.state == "failed"
+    states = {ti.task_id: ti.state for ti in strict.get_task_instances()}
+    assert states["collect"] == "failed" and states["ingest"] == "upstream_failed"
 
 
 def test_destinations_param_pushes_to_a_subset(hourly):

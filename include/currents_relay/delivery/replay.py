@@ -59,3 +59,20 @@ def replay_hours(
             yield counts | {"error": str(error)}
             if isinstance(error, DeliveryStopped):
                 raise
+
+
+def needing_replay(
+    lake_url: str, first: datetime, last: datetime, *, dead_letters: bool = True
+) -> list[str]:
+    """The destinations whose latest push of an hour in the range left events pending (or
+    dead-lettered, with `dead_letters`), or failed, by the hours' merged reports."""
+    from currents_relay.lake.reports import read_report
+
+    lake = Lake(lake_url)
+    found: set[str] = set()
+    for hour in committed_hours(lake, first, last):
+        for name, counts in ((read_report(lake, hour) or {}).get("destinations") or {}).items():
+            dead = dead_letters and counts.get("dead_lettered")
+            if counts.get("pending") or dead or counts.get("error"):
+                found.add(name)
+    return sorted(found)

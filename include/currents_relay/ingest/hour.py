@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import time
 import zlib
 from collections import Counter
 from collections.abc import Sequence
@@ -66,6 +67,7 @@ class IngestOptions:
     max_file_bytes: int = field(default_factory=max_file_bytes_from_env)
 
 
+PROGRESS_SECONDS = 5.0  # the ingest logs its progress this often
 HTTP_BATCH_EVENTS = 20_000  # HTTP events mapped together (per-batch costs dominate small files)
 JSON_LINES = (".jsonl", ".ndjson")
 GZIP = ".gz"
@@ -280,9 +282,28 @@ class HourIngest:
         return report
 
     def _ingest(self, files: list[LandedFile]) -> None:
+        started = last = time.monotonic()
         for index, (landed, data) in enumerate(read_all(files, self._too_large)):
             self._ingest_file(index, landed, data)
+            if time.monotonic() - last >= PROGRESS_SECONDS:
+                last = time.monotonic()
+                log.info(
+                    "hour %s: %d of %d files read, %d events, %.0f s",
+                    self.hour_key,
+                    index + 1,
+                    len(files),
+                    self.counts["read"],
+                    last - started,
+                )
         self._flush()
+        log.info(
+            "hour %s: %d files read, %d events (%d written), %.1f s",
+            self.hour_key,
+            len(files),
+            self.counts["read"],
+            self.counts["written"],
+            time.monotonic() - started,
+        )
 
     def _ingest_file(self, index: int, landed: LandedFile, data: bytes | None) -> None:
         entry = landed.to_dict() | {

@@ -87,3 +87,31 @@ def write_report(lake: Lake, hour: str, attempts: int = 20) -> dict[str, Any] | 
 
 def read_report(lake: Lake, hour: str) -> dict[str, Any] | None:
     return lake.read_json(report_path(hour))
+
+
+def recent_reports(lake: Lake, limit: int = 48, before: str | None = None) -> list[dict[str, Any]]:
+    """The merged reports of the latest `limit` hours (before `before`, if given), newest
+    first."""
+    hours = sorted(
+        (p.rsplit("hour=", 1)[-1].removesuffix(".json") for p in lake.glob("reports/hour=*.json")),
+        reverse=True,
+    )
+    hours = [h for h in hours if before is None or h < before][:limit]
+    return [r for r in (read_report(lake, h) for h in hours) if r is not None]
+
+
+def run_path(hour: str, run_id: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    return f"runs/hour={hour}/{safe}.json"
+
+
+def write_run_report(lake: Lake, hour: str, run_id: str, report: dict[str, Any]) -> None:
+    """Keep one Airflow run's own report of an hour beside the hour's merged state."""
+    written = report | {"written_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    lake.write_bytes(run_path(hour, run_id), json_bytes(written))
+
+
+def run_reports(lake: Lake, hour: str) -> list[dict[str, Any]]:
+    """Every run's own report of `hour`, oldest first."""
+    found = [lake.read_json(p) for p in lake.glob(f"runs/hour={hour}/*.json")]
+    return sorted((r for r in found if r), key=lambda r: r.get("written_at", ""))

@@ -8,6 +8,7 @@ database is reachable (a local `AIRFLOW_HOME`), never inside a task.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,29 @@ def load_settings(path: Path, project: Path | None = None) -> dict[str, int]:
 
     Relative local paths in variables (`data/lake`) are made absolute against `project`.
     """
+    home = os.environ.get("AIRFLOW_HOME")
+    if not home or not Path(home).is_dir():
+        raise ValueError(
+            "load-settings writes into the Airflow that AIRFLOW_HOME names, and AIRFLOW_HOME "
+            f"is {'not set' if not home else 'not a folder: ' + home}: for this project run "
+            "`make airflow`, or `export AIRFLOW_HOME=$PWD/.airflow` and `airflow db migrate` first"
+        )
+    from sqlalchemy.exc import OperationalError
+
+    settings = read_settings(path)
+    try:
+        return _load(settings, project or path.resolve().parent)
+    except OperationalError as error:
+        raise ValueError(
+            f"the metadata database of AIRFLOW_HOME={home} is not ready "
+            f"({str(error.orig)[:120]}): run `airflow db migrate` first"
+        ) from None
+
+
+def _load(settings: dict[str, list[dict[str, Any]]], base: Path) -> dict[str, int]:
     from airflow.models import Connection, Pool, Variable
     from airflow.utils.session import create_session
 
-    settings = read_settings(path)
-    base = project or path.resolve().parent
     with create_session() as session:
         for item in settings["connections"]:
             conn_id = item["conn_id"]
