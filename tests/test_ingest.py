@@ -204,3 +204,16 @@ def test_duplicates_keep_the_first_valid_copy(tmp_path):
     table = lake_table(tmp_path / "lake", "users.behaviors.CustomEvent")
     assert table["name"].to_pylist() == ["first"]
     assert table["source_offset"].to_pylist() == [1]
+
+
+def test_generated_hours_have_their_own_event_ids(tmp_path):
+    from currents_relay.tools.generator import generate_hour
+
+    ids = []
+    for hour in ("2026-11-01T10", "2026-11-01T11"):
+        landing = tmp_path / hour
+        generate_hour(str(landing), parse_hour(hour), events=500, faults=False)
+        process_hour(str(landing), str(tmp_path / f"lake-{hour}"), parse_hour(hour))
+        files = (tmp_path / f"lake-{hour}" / "events").rglob("*.parquet")
+        ids.append({i for f in files for i in pq.read_table(f)["id"].to_pylist()})
+    assert ids[0] and ids[1] and not ids[0] & ids[1]

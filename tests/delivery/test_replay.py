@@ -112,23 +112,32 @@ def test_cli_push_without_a_connection_is_a_one_line_error(lake):
 def test_replay_dag_redelivers_after_credentials_are_fixed(airflow_db, lake, sandbox, monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
 
+    from currents_relay.delivery.push import push_hour
+
     name = "custom_http"
     sandbox.sims[name].credentials_valid = False
-    with pytest.raises(DeliveryStopped):
-        deliver(lake, sandbox, name).run()
+    with pytest.raises(DeliveryStopped):  # the hour's report records the failed push
+        push_hour(str(lake), HOUR, name, endpoint(sandbox, name))
     sandbox.sims[name].credentials_valid = True
     monkeypatch.setenv("AIRFLOW_VAR_CURRENTS_LAKE_URL", str(lake))
     for key, value in conn_env(sandbox, name).items():
         monkeypatch.setenv(key, value)
     dag = DagBag(dag_folder=str(ROOT / "dags")).dags["currents_replay"]
-    run = dag.test(run_conf={"destination": name, "from_hour": HOUR})
+    # No destinations given: the replay picks the one whose hour has pending events.
+    run = dag.test(run_conf={"from_hour": HOUR})
     assert run.state == "success"
-    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states[f"replay_{name}"] == "success"
-    assert all(s == "skipped" for t, s in states.items() if t != f"replay_{name}")
+    replays = [ti for ti in run.get_task_instances() if ti.task_id == "replay"]
+    assert [(ti.map_index, ti.state) for ti in replays] == [(0, "success")]
     assert (
         sandbox.sims[name].stats()["unique_events"]
         == deliver(lake, sandbox, name).run()["delivered"]
+    )
+    # Nothing left to replay: the mapped task has no instance to run.
+    again = dag.test(run_conf={"from_hour": HOUR})
+    assert again.state == "success"
+    assert [ti.state for ti in again.get_task_instances() if ti.task_id == "replay"] in (
+        [],
+        ["skipped"],
     )
 
 

@@ -15,7 +15,7 @@ import json
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import fastavro
@@ -187,8 +187,9 @@ def generate_hour(
 ) -> GeneratedHour:
     """Write one hour of exports (both formats) under `landing_url`; return what was written.
     `full_fields`: every schema field filled (see `make_event`); `http_lines`: Custom HTTP
-    events as JSON-lines files of 1,000 events instead of `{"events": [...]}` bodies of 100."""
-    rng = random.Random(seed)
+    events as JSON-lines files of 1,000 events instead of `{"events": [...]}` bodies of 100.
+    The same seed and hour give the same files; other hours get other event ids."""
+    rng = random.Random(f"{seed}:{hour.astimezone(UTC).strftime('%Y-%m-%dT%H')}")
     out = _Writer(landing_url, hour)
     summary = GeneratedHour()
     prefix = "dataexport.prod-03.S3.integration.5f1c2a9e8b7d6c001a2b3c4d"

@@ -30,9 +30,14 @@ PASSWORDS = "simple_auth_manager_passwords.json.generated"
 DEMO_HOUR = "2026-11-01T10"
 
 
-def airflow_env(home: Path, port: int, landing: str, lake: str) -> dict[str, str]:
-    """The environment of every Airflow process of this project."""
+def airflow_env(
+    home: Path, port: int, landing: str, lake: str, database: str | None = None
+) -> dict[str, str]:
+    """The environment of every Airflow process of this project (`database`: a SQLAlchemy
+    URL of the metadata database; default: SQLite in the Airflow home)."""
     env = dict(os.environ)
+    if database:
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = database
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env |= {
         "AIRFLOW_HOME": str(home),
@@ -109,12 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--landing", default=str(PROJECT / "data" / "landing"))
     parser.add_argument("--lake", default=str(PROJECT / "data" / "lake"))
     parser.add_argument("--no-demo", action="store_true", help="no demo hour in the landing zone")
+    parser.add_argument(
+        "--database-url",
+        help="the metadata database (e.g. postgresql+psycopg2://...; default: SQLite in --home)",
+    )
     args = parser.parse_args(argv)
     from currents_relay.tools.demo import start_sandbox
 
     home = args.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
-    env = airflow_env(home, args.port, args.landing, args.lake)
+    env = airflow_env(home, args.port, args.landing, args.lake, args.database_url)
     log = home / "airflow.log"
     log.write_text("")
     _airflow(["db", "migrate"], env, log)
@@ -142,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)  # also where a shell started it ignoring SIGINT
     try:
         wait_for_api(args.port, process)
         print(f"Airflow UI: http://127.0.0.1:{args.port}", flush=True)
