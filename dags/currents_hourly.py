@@ -43,13 +43,13 @@ from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import (
     Asset,
     Connection,
-    CronDataIntervalTimetable,
     Param,
     Variable,
     dag,
     get_current_context,
     task,
 )
+from currents_timetable import HourlyRunIds  # plugins/: registered there for the scheduler
 
 from currents_relay.destinations import enabled_destinations
 from currents_relay.hours import HOUR_PATTERN
@@ -70,7 +70,7 @@ def _urls() -> tuple[str, str]:
 
 @dag(
     dag_id="currents_hourly",
-    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+    schedule=HourlyRunIds("0 * * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=4,

@@ -37,14 +37,23 @@ def test_conventions(dagbag):
             assert not getattr(task, "multiple_outputs", False), f"{task.task_id}: per-key XComs"
 
 
-def test_hourly_schedule_owns_whole_hours(dagbag):
-    from airflow.sdk import CronDataIntervalTimetable
+def test_hourly_schedule_owns_whole_hours_and_names_runs_after_them(dagbag):
+    from datetime import UTC, datetime
+
+    from airflow.timetables.base import DataInterval
+    from airflow.timetables.interval import CronDataIntervalTimetable
+    from airflow.utils.types import DagRunType
 
     dag = dagbag.dags["currents_hourly"]
-    assert (
-        isinstance(dag.timetable, CronDataIntervalTimetable)
-        or type(dag.timetable).__name__ == "CronDataIntervalTimetable"
-    )
+    timetable = dag.timetable
+    assert isinstance(timetable, CronDataIntervalTimetable)
+    assert timetable.summary == "0 * * * *"
+    start, end = datetime(2026, 11, 1, 10, tzinfo=UTC), datetime(2026, 11, 1, 11, tzinfo=UTC)
+    for kind, name in ((DagRunType.SCHEDULED, "scheduled"), (DagRunType.BACKFILL_JOB, "backfill")):
+        run_id = timetable.generate_run_id(
+            run_type=kind, run_after=end, data_interval=DataInterval(start, end)
+        )
+        assert run_id == f"{name}__2026-11-01T10"
     assert set(dag.params) >= {"hour", "dry_run", "settle_minutes"}
     assert dag.get_task("report").trigger_rule == "all_done"
     assert [o.name for o in dag.get_task("lake_updated").outlets] == ["currents_lake"]

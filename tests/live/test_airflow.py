@@ -139,6 +139,7 @@ def test_the_scheduled_run_owns_the_last_complete_hour(live):
     assert latest["data_interval_end"] in (end.isoformat().replace("+00:00", "Z"),)
     start = (end - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
     assert latest["data_interval_start"] == start
+    assert latest["dag_run_id"] == f"scheduled__{start[:13]}"  # the run id names its hour
 
 
 @pytest.fixture()

@@ -30,6 +30,7 @@ def airflow_env(landing: str, lake: str, dags: Path) -> dict[str, str]:
     env.update(
         {
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(dags.parent / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get(
                 "AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"
