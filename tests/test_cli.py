@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
-from tests.conftest import HOUR
+from tests.conftest import HOUR, ROOT
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -51,3 +52,24 @@ def test_unreachable_landing_exits_non_zero_with_one_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "missing" in done.stderr
     assert not (tmp_path / "lake").exists()
+
+
+def test_load_settings_refuses_without_a_project_airflow_home(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "AIRFLOW_HOME"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "currents_relay.cli",
+            "load-settings",
+            str(ROOT / "airflow_settings.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1 and "AIRFLOW_HOME is not set" in done.stderr
+    assert not (tmp_path / "airflow").exists()

@@ -50,6 +50,7 @@ def test_the_dags_take_their_tasks_from_the_file_named(tmp_path):
         env={
             "PATH": "/usr/bin:/bin",
             "AIRFLOW_HOME": str(tmp_path / "airflow"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),  # as deployed beside dags/
             ENVIRONMENT: str(mine),
         },
         capture_output=True,

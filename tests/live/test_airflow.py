@@ -247,6 +247,13 @@ def test_in_a_browser_login_trigger_from_the_form_and_read_the_report_page(live,
     assert len(list(shots.glob("*.png"))) == 4
 
 
+def test_make_airflow_serves_only_this_projects_dags(live):
+    dags = {d["dag_id"] for d in live.api("GET", "/api/v2/dags").json()["dags"]}
+    assert dags == {"currents_hourly", "currents_replay"}  # no example DAGs
+    plugins = {p["name"] for p in live.api("GET", "/api/v2/plugins").json()["plugins"]}
+    assert {"currents_report", "currents_timetable"} <= plugins
+
+
 def test_the_report_page_is_behind_airflows_login(live):
     import requests
 

@@ -23,36 +23,12 @@ from currents_relay.hours import date_partition, hour_key, parse_hour
 PROJECT = Path.cwd()
 
 
-def airflow_env(landing: str, lake: str, dags: Path) -> dict[str, str]:
-    """The environment of a local, self-contained Airflow for this project."""
-    env = dict(os.environ)
-    env.setdefault("AIRFLOW_HOME", str(PROJECT / ".airflow"))
-    env.update(
-        {
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(dags.parent / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get(
-                "AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"
-            ),
-            "AIRFLOW_VAR_CURRENTS_LANDING_URL": landing,
-            "AIRFLOW_VAR_CURRENTS_LAKE_URL": lake,
-            "GX_ANALYTICS_ENABLED": "false",
-        }
-    )
-    return env
-
-
 def _run(command: list[str], env: dict[str, str], log: Path) -> None:
     with log.open("a") as out:
         done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
     if done.returncode:
         print(log.read_text()[-4000:], file=sys.stderr)
         raise SystemExit(f"`{' '.join(command[:4])}` failed (exit {done.returncode}); log: {log}")
-
-
-def _airflow(args: list[str], env: dict[str, str], log: Path) -> None:
-    _run([str(Path(sys.executable).with_name("airflow")), *args], env, log)
 
 
 def start_sandbox(record: Path):
@@ -93,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lake", default=str(PROJECT / "data" / "lake"))
     parser.add_argument("--hour", default="2026-11-01T10", type=parse_hour)
     parser.add_argument("--events", type=int, default=30_000)
-    parser.add_argument("--dags", default=str(PROJECT / "dags"))
     args = parser.parse_args(argv)
     from currents_relay.tools.generator import generate_hour
 
@@ -106,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     summary = generate_hour(args.landing, args.hour, events=args.events)
     print(f"1. generated {summary.events:,} events in {summary.files} files for hour {hour}")
 
-    env = airflow_env(args.landing, args.lake, Path(args.dags))
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    from currents_relay.tools.local_airflow import airflow_env
+
+    home = Path(os.environ.get("AIRFLOW_HOME") or PROJECT / ".airflow")
+    env = airflow_env(home, 8080, args.landing, args.lake)
+    env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    home.mkdir(parents=True, exist_ok=True)
     log = Path(env["AIRFLOW_HOME"]) / "make-run.log"
     log.write_text("")
     record = Path(args.lake).parent / "sandbox-accepted.jsonl"
@@ -116,11 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         urls = ", ".join(f"{n} {u}" for n, u in sandbox.urls().items())
         print(f"2. partner sandbox on loopback: {urls}")
-        _airflow(["db", "migrate"], env, log)
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        _run([airflow, "db", "migrate"], env, log)
         settings = PROJECT / "airflow_settings.yaml"
         _run([sys.executable, "-m", "currents_relay.cli", "load-settings", str(settings)], env, log)
         print(f"3. local Airflow ready in {env['AIRFLOW_HOME']}, airflow_settings.yaml loaded")
-        _airflow(["dags", "test", "currents_hourly", "-c", json.dumps({"hour": hour})], env, log)
+        _run([airflow, "dags", "test", "currents_hourly", "-c", json.dumps({"hour": hour})], env, log)
         print(f"4. airflow dags test currents_hourly (hour={hour}) succeeded; logs: {log}")
         received = {name: sim.stats() for name, sim in sandbox.sims.items()}
     finally:
