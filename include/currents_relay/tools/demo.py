@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = PROJECT / "airflow_settings.yaml"
         _run([sys.executable, "-m", "currents_relay.cli", "load-settings", str(settings)], env, log)
         print(f"3. local Airflow ready in {env['AIRFLOW_HOME']}, airflow_settings.yaml loaded")
-        _run([airflow, "dags", "test", "currents_hourly", "-c", json.dumps({"hour": hour})], env, log)
+        _run(
+            [airflow, "dags", "test", "currents_hourly", "-c", json.dumps({"hour": hour})], env, log
+        )
         print(f"4. airflow dags test currents_hourly (hour={hour}) succeeded; logs: {log}")
         received = {name: sim.stats() for name, sim in sandbox.sims.items()}
     finally:
