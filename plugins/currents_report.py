@@ -18,7 +18,6 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 PROJECT = Path(__file__).resolve().parents[1]
-HOUR = r"^\d{4}-\d{2}-\d{2}T\d{2}$"
 
 app = FastAPI(title="Currents report", dependencies=[Depends(get_user)])
 

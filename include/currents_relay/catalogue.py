@@ -17,8 +17,6 @@ import pyarrow as pa
 
 # In the Custom HTTP format `user` holds only these; everything else sits in `properties`.
 USER_FIELDS = ("user_id", "external_user_id", "device_id", "timezone")
-REQUIRED_FIELDS = ("event_type", "id", "time")
-DERIVED_FIELDS = ("event_type", "timestamp", "extra")
 LINEAGE_FIELDS = ("source_uri", "source_offset", "ingested_at")
 
 ARROW_TYPES: dict[str, pa.DataType] = {

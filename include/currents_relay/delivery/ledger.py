@@ -53,7 +53,6 @@ ACK_SCHEMA = pa.schema(
         ("sent_as", pa.string()),  # "once", "after_timeout" or "resend"
     ]
 )
-ACKNOWLEDGEMENTS = ("confirmed", "accepted")
 SENT_AS = ("once", "after_timeout", "resend")
 FLAGS = ("after_timeout", "resend")  # the `sent_as` values selection keeps keys of
 # A journal holds event types and batch ids as dictionaries (a batch's ~1,400 records name
