@@ -24,7 +24,7 @@ from currents_relay.ingest.normalize import to_canonical
 from currents_relay.partners import mparticle as mp
 from currents_relay.partners.mparticle import MParticle, attribute_value, split_wire_event
 from currents_relay.partners.segment import REGIONS, Segment, event_name
-from tests.conftest import HOUR, http_samples, load
+from tests.conftest import HOUR, avro_samples, http_samples, load
 from tests.delivery.conftest import endpoint
 
 with warnings.catch_warnings():
@@ -198,12 +198,31 @@ GLOSSARY = {
 }
 
 
+def sample_row(event_type: str, form: str) -> dict:
+    """The canonical row of the real sample of `event_type` in that format."""
+    if form == "http":
+        event = next(load(p) for p in http_samples() if load(p)["event_type"] == event_type)
+        return to_canonical(event)[0]
+    import fastavro
+    import pyarrow as pa
+
+    from currents_relay.ingest.normalize import avro_table
+
+    path = next(p for p in avro_samples() if p.stem == event_type)
+    with path.open("rb") as handle:
+        records = list(fastavro.reader(handle))[:1]
+    lineage = {"source_uri": ["s"], "source_offset": [0], "ingested_at": [None]}
+    table, reasons = avro_table(event_type, pa.Table.from_pylist(records), lineage)
+    assert reasons == {}
+    return table.to_pylist()[0]
+
+
 @pytest.mark.samples
+@pytest.mark.parametrize("form", ["http", "avro"])
 @pytest.mark.parametrize("event_type", sorted(GLOSSARY))
-def test_the_fields_each_partner_gets_are_those_of_brazes_glossary(samples, event_type):
+def test_the_fields_each_partner_gets_are_those_of_brazes_glossary(samples, event_type, form):
     segment_name, mparticle_name, fields = GLOSSARY[event_type]
-    event = next(load(p) for p in http_samples() if load(p)["event_type"] == event_type)
-    row, _ = to_canonical(event)
+    row = sample_row(event_type, form)
     present = {k for k, v in row.items() if v is not None}
     message = segment().wire_event(row)
     assert message["event"] == segment_name
