@@ -165,8 +165,9 @@ def hour_page(
                 _badge("reconciled" if ok else "does not reconcile"),
                 f"considered {_n(counts.get('considered', 0))} = selected "
                 f"{_n(counts.get('selected', 0))} + skipped "
-                f"{_n(sum((counts.get('skipped') or {}).values()))}; selected = delivered + "
-                "dead-lettered + pending",
+                f"{_n(sum((counts.get('skipped') or {}).values()))}; selected = delivered "
+                f"{_n(counts.get('delivered', 0))} + dead-lettered "
+                f"{_n(counts.get('dead_lettered', 0))} + pending {_n(counts.get('pending', 0))}",
             ]
         )
         skipped = ", ".join(f"{k} {_n(v)}" for k, v in (counts.get("skipped") or {}).items())
