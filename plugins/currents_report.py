@@ -61,12 +61,27 @@ def hour(hour: str) -> str:
         history=recent_reports(lake, limit=48, before=hour),
         runs=run_reports(lake, hour),
         docs_href=f"../docs/{hour}/index.html" if docs else None,
+        validation_href=f"../validation/{hour}",
     )
 
 
 @app.get("/api/hours/{hour}")
 def hour_json(hour: str) -> dict:
     return _report(hour)
+
+
+@app.get("/validation/{hour}")
+def validation(hour: str) -> dict:
+    """The suites' results of the hour's committed version (counts and row positions)."""
+    from currents_relay.lake.versions import read_committed
+
+    lake = _lake()
+    committed = read_committed(lake, hour)
+    path = (committed.manifest.get("outputs") or {}).get("validation") if committed else None
+    results = lake.read_json(path) if path else None
+    if results is None:
+        raise HTTPException(404, f"hour {hour} has no validation results")
+    return results
 
 
 @app.get("/runs/{dag_id}/{run_id}")

@@ -61,6 +61,8 @@ def test_the_hour_page_shows_the_merged_report(page):
     assert client.get("/").status_code == 200 and HOUR in client.get("/").text
     assert client.get(f"/api/hours/{HOUR}").json() == report
     assert client.get("/hours/2030-01-01T00").status_code == 404
+    results = client.get(f"/validation/{HOUR}").json()  # linked from the page
+    assert "validation results" in html and results["engine"] == "arrow"
     assert client.get(f"/docs/{HOUR}/index.html").status_code == 404  # none built yet
 
 

@@ -142,6 +142,7 @@ def hour_page(
     history: Sequence[Mapping[str, Any]] = (),
     runs: Sequence[Mapping[str, Any]] = (),
     docs_href: str | None = None,
+    validation_href: str | None = None,
 ) -> str:
     """One hour's merged report; `history`: the hours before it (for the comparison)."""
     hour = report["hour"]
@@ -204,7 +205,10 @@ def hour_page(
         if r.get("events")
     ]
     here = hour[5:].replace("T", " ")
-    docs = (
+    validation = (
+        f"<a href='{escape(validation_href)}'>validation results</a>; " if validation_href else ""
+    )
+    docs = validation + (
         f"<a href='{escape(docs_href)}'>Great Expectations Data Docs</a>"
         if docs_href
         else (

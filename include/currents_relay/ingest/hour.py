@@ -428,11 +428,16 @@ class HourIngest:
             if not isinstance(body, dict) or not isinstance(body.get("events"), list):
                 raise UnreadableFile('not a Custom HTTP body: expected {"events": [...]}')
             return body["events"], list(range(len(body["events"]))), []
+        # Lines end at \n, \r or \r\n only: a JSON string may hold U+2028 as it is.
+        lines = [line for line in data.splitlines() if line.strip()]
+        try:
+            return [orjson.loads(line) for line in lines], list(range(len(lines))), []
+        except orjson.JSONDecodeError:
+            pass  # a line orjson refuses: each line on its own, with its reason
         events: list[Any] = []
         offsets: list[int] = []
         bad_lines: list[tuple[int, str]] = []
-        # Lines end at \n, \r or \r\n only: a JSON string may hold U+2028 as it is.
-        for offset, line in enumerate(line for line in data.splitlines() if line.strip()):
+        for offset, line in enumerate(lines):
             try:
                 events.append(_loads(line))
                 offsets.append(offset)
