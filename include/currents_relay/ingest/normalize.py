@@ -197,14 +197,11 @@ class HttpLayout:
     properties: frozenset[str]  # `properties.*` lifted to columns
     json_key: str | None  # `properties.<key>` kept as JSON text in the `properties` column
     names: dict[str, str]  # column -> its HTTP name, where the two differ
+    columns: dict[str, str]  # ... and back: HTTP name -> column
 
     def column(self, key: str) -> str:
         """The column of an HTTP field name."""
-        return self._columns.get(key, key)
-
-    @property
-    def _columns(self) -> dict[str, str]:
-        return {http: column for column, http in self.names.items()}
+        return self.columns.get(key, key)
 
     @property
     def known_properties(self) -> frozenset[str]:
@@ -245,6 +242,7 @@ def layout(event_type: str) -> HttpLayout:
         properties=frozenset(n for n in lifted if n not in USER_FIELDS),
         json_key=et.http_properties_key,
         names=et.http_names,
+        columns={http: column for column, http in et.http_names.items()},
     )
 
 
@@ -337,6 +335,16 @@ def http_group(
     return _table(event_type, columns, n, lineage), reasons
 
 
+def _event_problem(event: Any) -> str | None:
+    """Why an HTTP event cannot be grouped by its event type, if it cannot."""
+    if type(event) is not dict:
+        return "not_an_object:event"
+    event_type = event.get("event_type")
+    if event_type is not None and type(event_type) is not str:
+        return "type_mismatch:event_type:string"
+    return None
+
+
 def http_tables(
     events: list[Any], lineage: Mapping[str, list[Any]]
 ) -> tuple[dict[str, pa.Table], Reasons]:
@@ -345,14 +353,11 @@ def http_tables(
     groups: dict[str | None, list[int]] = {}
     rejected: Reasons = {}
     for offset, event in enumerate(events):
-        if type(event) is not dict:
-            rejected[offset] = ["not_an_object:event"]
-            continue
-        event_type = event.get("event_type")
-        if event_type is not None and type(event_type) is not str:
-            rejected[offset] = ["type_mismatch:event_type:string"]
-            continue
-        groups.setdefault(event_type or None, []).append(offset)
+        problem = _event_problem(event)
+        if problem:
+            rejected[offset] = [problem]
+        else:
+            groups.setdefault(event.get("event_type") or None, []).append(offset)
     tables: dict[str, pa.Table] = {}
     for event_type, offsets in groups.items():
         whole = len(offsets) == len(events)
@@ -371,15 +376,13 @@ def http_tables(
 
 def to_canonical(event: Any) -> tuple[Row, list[str]]:
     """One Custom HTTP event as a canonical row (refused values null) and its reason codes."""
+    problem = _event_problem(event)
+    reasons = [problem] if problem else []
     if type(event) is not dict:
-        return {"event_type": None, "id": None, "time": None, "extra": None}, [
-            "not_an_object:event"
-        ]
+        return {"event_type": None, "id": None, "time": None, "extra": None}, reasons
+    if problem:  # mapped as an event without a type, to name its other problems too
+        event = event | {"event_type": None}
     event_type = event.get("event_type")
-    reasons = []
-    if event_type is not None and type(event_type) is not str:
-        event, event_type = event | {"event_type": None}, None
-        reasons.append("type_mismatch:event_type:string")
     lineage = {name: [None] for name in LINEAGE_FIELDS}
     table, found = http_group(event_type or None, [event], lineage)
     row = {k: v for k, v in table.to_pylist()[0].items() if k not in LINEAGE_FIELDS}
