@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import HOUR, ROOT
 
 
@@ -54,22 +56,62 @@ def test_unreachable_landing_exits_non_zero_with_one_line(tmp_path):
     assert not (tmp_path / "lake").exists()
 
 
-def test_load_settings_refuses_without_a_project_airflow_home(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "AIRFLOW_HOME"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "currents_relay.cli",
-            "load-settings",
-            str(ROOT / "airflow_settings.yaml"),
-        ],
+def load_settings(cwd, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`currents-relay load-settings airflow_settings.yaml`, run as a user would."""
+    command = [sys.executable, "-m", "currents_relay.cli", "load-settings"]
+    return subprocess.run(
+        [*command, str(ROOT / "airflow_settings.yaml")],
         capture_output=True,
         text=True,
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
         timeout=120,
         check=False,
     )
+
+
+@pytest.fixture()
+def settings_removed_after(airflow_db):
+    """The session's Airflow as it was: the loaded connections would otherwise point other
+    tests' pushes at the sandbox's fixed ports."""
+    yield
+    from airflow.models import Connection, Pool, Variable
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(Connection).filter(Connection.conn_id.like("currents_%")).delete()
+        session.query(Pool).filter(Pool.pool.like("currents_%")).delete()
+        session.query(Variable).filter(Variable.key.like("currents_%")).delete()
+
+
+@pytest.mark.airflow
+def test_airflow_settings_load_pools_connections_and_variables(settings_removed_after, tmp_path):
+    done = load_settings(tmp_path, dict(os.environ))
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded == {"connections": 6, "pools": 6, "variables": 2}
+    listing = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "airflow") if (ROOT / ".venv").exists() else "airflow",
+            "pools",
+            "list",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    pools = {p["pool"] for p in json.loads(listing.stdout[listing.stdout.index("[") :])}
+    assert {
+        f"currents_{n}"
+        for n in ("treasure_data", "rudderstack", "zeotap", "custom_http", "segment", "mparticle")
+    } <= pools
+
+
+def test_load_settings_refuses_without_a_project_airflow_home(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "AIRFLOW_HOME"}
+    done = load_settings(tmp_path, env)
     assert done.returncode == 1 and "AIRFLOW_HOME is not set" in done.stderr
     assert not (tmp_path / "airflow").exists()

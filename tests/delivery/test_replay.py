@@ -141,44 +141,6 @@ def test_replay_dag_redelivers_after_credentials_are_fixed(airflow_db, lake, san
     )
 
 
-@pytest.mark.airflow
-def test_airflow_settings_load_pools_connections_and_variables(airflow_db, tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "currents_relay.cli",
-            "load-settings",
-            str(ROOT / "airflow_settings.yaml"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        cwd=tmp_path,
-    )
-    loaded = json.loads(done.stdout.strip().splitlines()[-1])
-    assert loaded == {"connections": 6, "pools": 6, "variables": 2}
-    listing = subprocess.run(
-        [
-            str(ROOT / ".venv" / "bin" / "airflow") if (ROOT / ".venv").exists() else "airflow",
-            "pools",
-            "list",
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    pools = {p["pool"] for p in json.loads(listing.stdout[listing.stdout.index("[") :])}
-    assert {
-        f"currents_{n}"
-        for n in ("treasure_data", "rudderstack", "zeotap", "custom_http", "segment", "mparticle")
-    } <= pools
-
-
 def test_endpoint_of_every_partner_refuses_an_incomplete_connection(sandbox):
     from dataclasses import replace
 
