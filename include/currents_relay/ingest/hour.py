@@ -152,6 +152,30 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     return out
 
 
+_NO_PAYLOAD = object()
+
+
+def _row(
+    uri: str,
+    offset: int | None,
+    reasons: list[str],
+    payload: Any = _NO_PAYLOAD,
+    event_type: str | None = None,
+) -> dict[str, Any]:
+    """A quarantine row: where it came from, why, and the rejected payload as JSON (a row's
+    `event_type` and `id` are read from the payload where it is an object)."""
+    source = payload if isinstance(payload, dict) else {}
+    return {
+        "source_uri": uri,
+        "source_offset": offset,
+        "event_type": event_type or _text(source.get("event_type")),
+        "id": _text(source.get("id")),
+        "reasons": reasons,
+        "payload": None if payload is _NO_PAYLOAD else _payload(payload),
+        "error": None,
+    }
+
+
 def _text(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
@@ -327,20 +351,8 @@ class HourIngest:
             entry["status"] = "quarantined"
             entry["reason"] = error.reason
             entry["error"] = str(error)
-            self._quarantine(
-                [
-                    {
-                        "source_uri": landed.uri,
-                        "source_offset": None,
-                        "event_type": landed.event_type,
-                        "id": None,
-                        "reasons": [error.reason],
-                        "payload": None,
-                        "error": str(error)[:2000],
-                    }
-                ],
-                count=False,
-            )
+            row = _row(landed.uri, None, [error.reason], event_type=landed.event_type)
+            self._quarantine([row | {"error": str(error)[:2000]}], count=False)
             return
         entry["events"] = events
         self.counts["read"] += events
@@ -397,15 +409,7 @@ class HourIngest:
                 raw = decoded.take(bad).to_pylist()
                 self._quarantine(
                     [
-                        {
-                            "source_uri": landed.uri,
-                            "source_offset": i,
-                            "event_type": event_type,
-                            "id": _text(rec.get("id")),
-                            "reasons": reasons[i],
-                            "payload": _payload(rec),
-                            "error": None,
-                        }
+                        _row(landed.uri, i, reasons[i], rec, event_type=event_type)
                         for i, rec in zip(bad, raw, strict=True)
                     ]
                 )
@@ -450,18 +454,7 @@ class HourIngest:
             data = _gunzip(data, self.options.max_file_bytes)
         events, offsets, bad_lines = self._parse_http(landed, data)
         self._quarantine(
-            [
-                {
-                    "source_uri": landed.uri,
-                    "source_offset": offset,
-                    "event_type": None,
-                    "id": None,
-                    "reasons": ["malformed_json:line"],
-                    "payload": _payload(line),
-                    "error": None,
-                }
-                for offset, line in bad_lines
-            ]
+            [_row(landed.uri, offset, ["malformed_json:line"], line) for offset, line in bad_lines]
         )
         self._http_pending.append((landed, events, offsets))
         self._http_pending_events += len(events)
@@ -481,22 +474,8 @@ class HourIngest:
             for name, values in self._lineage(landed, offsets).items():
                 lineage[name] += values
         tables, rejected = http_tables(events, lineage)
-        quarantined = []
-        for i, why in rejected.items():
-            event = events[i]
-            source = event if isinstance(event, dict) else {}
-            quarantined.append(
-                {
-                    "source_uri": lineage["source_uri"][i],
-                    "source_offset": lineage["source_offset"][i],
-                    "event_type": _text(source.get("event_type")),
-                    "id": _text(source.get("id")),
-                    "reasons": why,
-                    "payload": _payload(event),
-                    "error": None,
-                }
-            )
-        self._quarantine(quarantined)
+        uris, offsets = lineage["source_uri"], lineage["source_offset"]
+        self._quarantine([_row(uris[i], offsets[i], why, events[i]) for i, why in rejected.items()])
         for event_type, table in tables.items():
             self._buffer(event_type, table, keep_http=True)
 
@@ -553,21 +532,16 @@ class HourIngest:
     def _write_valid(self, event_type: str, table: pa.Table, failed: dict[int, list[str]]) -> None:
         if failed:
             rows = table.take(sorted(failed)).to_pylist()
+            as_source = {"http": to_http, "avro": to_record}
             self._quarantine(
                 [
-                    {
-                        "source_uri": row["source_uri"],
-                        "source_offset": row["source_offset"],
-                        "event_type": row["event_type"],
-                        "id": row["id"],
-                        "reasons": failed[i],
-                        "payload": _payload(
-                            to_http(row)
-                            if self._file_format[row["source_uri"]] == "http"
-                            else to_record(row)
-                        ),
-                        "error": None,
-                    }
+                    _row(
+                        row["source_uri"],
+                        row["source_offset"],
+                        failed[i],
+                        as_source[self._file_format[row["source_uri"]]](row),
+                        event_type=row["event_type"],
+                    )
                     for i, row in zip(sorted(failed), rows, strict=True)
                 ]
             )

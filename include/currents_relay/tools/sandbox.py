@@ -11,9 +11,8 @@ can be reconciled: every selected event arrived, none twice. Given a certificate
 A network knob makes a server look an internet away: `latency` (seconds added to every
 answer) and `rate_limit` (more than N requests in a second are answered 429 with
 `Retry-After`, as a partner's throttle does). Its stats report the most requests it had in
-flight at once. The servers are the standard library's `ThreadingHTTPServer` (a thread per
-connection, HTTP/1.1 keep-alive): bodies by `Content-Length` or chunked, gzip or not,
-`Expect: 100-continue` answered.
+flight at once. Each server is uvicorn on a thread of its own (HTTP/1.1 keep-alive, bodies
+by `Content-Length` or chunked, gzip or not, `Expect: 100-continue` answered).
 
 Control, on every server: `GET /__sandbox/stats`, `POST /__sandbox/faults` (JSON: `rate`,
 `next`, `statuses`, `retry_after`, `modes`, `delay`), `POST /__sandbox/network` (`latency`,
@@ -23,24 +22,25 @@ Control, on every server: `GET /__sandbox/stats`, `POST /__sandbox/faults` (JSON
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import contextlib
 import gzip
 import json
 import math
 import random
 import re
 import socket
-import ssl
-import sys
 import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
+
+import uvicorn
+from starlette.datastructures import Headers
+from starlette.responses import Response
 
 DEFAULT_PORTS = {
     "treasure_data": 18081,
@@ -407,150 +407,145 @@ SIMS: dict[str, type[PartnerSim]] = {
 }
 
 
-def read_body(handler: BaseHTTPRequestHandler) -> bytes:
-    """A request's body as a server reads it: by `Content-Length` or chunked transfer coding,
-    then gzip-decoded when `Content-Encoding: gzip` says so."""
-    if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
-        parts = []
-        while True:
-            size = int(handler.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass  # trailer fields
-                break
-            parts.append(handler.rfile.read(size))
-            handler.rfile.readline()  # the CRLF after each chunk
-        body = b"".join(parts)
-    else:
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
-    if handler.headers.get("Content-Encoding", "").lower() == "gzip":
-        body = gzip.decompress(body)
-    return body
+async def _body(receive: Any) -> bytes:
+    parts = []
+    while True:
+        message = await receive()
+        parts.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(parts)
 
 
-def _handler(sim: PartnerSim) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the partners' servers
+class _App:
+    """One partner's server as an ASGI application (served by uvicorn: keep-alive, chunked
+    bodies, `Expect: 100-continue`)."""
 
-        def setup(self) -> None:
-            super().setup()
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, sim: PartnerSim) -> None:
+        self.sim = sim
 
-        def log_message(self, format: str, *args: Any) -> None:  # quiet: no URLs with keys in logs
-            pass
-
-        def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Content-Type", "text/plain")
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _control(self, path: str, body: bytes) -> None:
-            data = json.loads(body or b"{}")
-            if path == "/__sandbox/stats":
-                self._reply(200, json.dumps(sim.stats()).encode())
-                return
-            if path == "/__sandbox/faults":
-                sim.faults = Faults(**data)
-            elif path == "/__sandbox/credentials":
-                sim.credentials_valid = bool(data.get("valid", True))
-            elif path == "/__sandbox/disabled":
-                sim.disabled = bool(data.get("disabled", True))
-            elif path == "/__sandbox/poison":
-                sim.poison = set(data.get("ids", []))
-            elif path == "/__sandbox/network":
-                sim.set_network(float(data.get("latency", 0.0)), data.get("rate_limit"))
-            elif path == "/__sandbox/reset":
-                sim.reset()
-            else:
-                self._reply(404, b"unknown control")
-                return
-            self._reply(200, b"ok")
-
-        def _handle(self) -> None:
-            url = urlsplit(self.path)
-            if url.path.startswith("/__sandbox/"):
-                self._control(url.path, read_body(self))
-                return
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        headers = Headers(scope=scope)
+        path, query = scope["path"], parse_qs(scope["query_string"].decode("latin-1"))
+        body = await _body(receive)
+        gzipped = headers.get("Content-Encoding", "").lower() == "gzip"
+        if gzipped:
+            body = gzip.decompress(body)
+        if path.startswith("/__sandbox/"):
+            answer = self._control(path, body)
+        else:
+            sim = self.sim
             with sim.lock:
                 sim.in_flight += 1
                 sim.max_in_flight = max(sim.max_in_flight, sim.in_flight)
             try:
-                self._answer(url)
+                answer = await self._answer(scope["method"], path, query, headers, body, gzipped)
             finally:
                 with sim.lock:
                     sim.in_flight -= 1
+            if answer is None:  # a dropped connection: no answer at all
+                send.__self__.transport.abort()  # uvicorn's request cycle
+                return
+        status, text, extra = answer
+        await Response(text, status, extra, media_type="text/plain")(scope, receive, send)
 
-        def _answer(self, url: Any) -> None:
-            gzipped = self.headers.get("Content-Encoding", "").lower() == "gzip"
-            body = read_body(self)
+    def _control(self, path: str, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        sim, data = self.sim, json.loads(body or b"{}")
+        if path == "/__sandbox/stats":
+            return 200, json.dumps(sim.stats()).encode(), {}
+        if path == "/__sandbox/faults":
+            sim.faults = Faults(**data)
+        elif path == "/__sandbox/credentials":
+            sim.credentials_valid = bool(data.get("valid", True))
+        elif path == "/__sandbox/disabled":
+            sim.disabled = bool(data.get("disabled", True))
+        elif path == "/__sandbox/poison":
+            sim.poison = set(data.get("ids", []))
+        elif path == "/__sandbox/network":
+            sim.set_network(float(data.get("latency", 0.0)), data.get("rate_limit"))
+        elif path == "/__sandbox/reset":
+            sim.reset()
+        else:
+            return 404, b"unknown control", {}
+        return 200, b"ok", {}
+
+    async def _answer(
+        self, method: str, path: str, query: dict, headers: Headers, body: bytes, gzipped: bool
+    ) -> tuple[int, bytes, dict[str, str]] | None:
+        sim = self.sim
+        with sim.lock:
+            sim.requests += 1
+            sim.gzip_requests += gzipped
+            request_id = f"{sim.name}-{sim.requests}"
+            wait = sim.rate_limit.admit(time.monotonic()) if sim.rate_limit else None
+        if sim.latency:
+            await asyncio.sleep(sim.latency)
+        if wait is not None:
             with sim.lock:
-                sim.requests += 1
-                sim.gzip_requests += gzipped
-                request_id = f"{sim.name}-{sim.requests}"
-                wait = sim.rate_limit.admit(time.monotonic()) if sim.rate_limit else None
-            if sim.latency:
-                time.sleep(sim.latency)
-            if wait is not None:
-                with sim.lock:
-                    sim.statuses[429] += 1
-                retry_after = str(max(1, math.ceil(wait)))
-                self._reply(429, b"rate limit exceeded", {"Retry-After": retry_after})
-                return
-            if not sim.check_bodies:  # sink mode: read whole, then left unread (benchmarks)
-                status, text = sim.success
-                self._reply(status, text)
-                return
-            fault = sim.draw_fault()
-            if fault == "reset":
-                self.close_connection = True
-                with contextlib.suppress(OSError):
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if fault == "slow":
-                time.sleep(sim.faults.delay)
-            elif fault == "status":
-                status = random.choice(sim.faults.statuses)
-                with sim.lock:
-                    sim.statuses[status] += 1
-                headers = (
-                    {"Retry-After": str(sim.faults.retry_after)}
-                    if sim.faults.retry_after is not None
-                    else {}
-                )
-                self._reply(status, b"injected fault", headers)
-                return
-            try:
-                ids = sim.check(self.command, url.path, parse_qs(url.query), self.headers, body)
-            except Refused as refused:
-                with sim.lock:
-                    sim.statuses[refused.status] += 1
-                self._reply(refused.status, refused.text.encode())
-                return
-            sim.accept(request_id, ids, len(body))
-            status, text = sim.success
+                sim.statuses[429] += 1
+            return 429, b"rate limit exceeded", {"Retry-After": str(max(1, math.ceil(wait)))}
+        if not sim.check_bodies:  # sink mode: read whole, then left unread (benchmarks)
+            return *sim.success, {}
+        fault = sim.draw_fault()
+        if fault == "reset":
+            return None
+        if fault == "slow":
+            await asyncio.sleep(sim.faults.delay)
+        elif fault == "status":
+            status = random.choice(sim.faults.statuses)
             with sim.lock:
                 sim.statuses[status] += 1
-            self._reply(status, text)
+            retry_after = sim.faults.retry_after
+            return (
+                status,
+                b"injected fault",
+                ({"Retry-After": str(retry_after)} if retry_after is not None else {}),
+            )
+        try:
+            ids = sim.check(method, path, query, headers, body)
+        except Refused as refused:
+            with sim.lock:
+                sim.statuses[refused.status] += 1
+            return refused.status, refused.text.encode(), {}
+        sim.accept(request_id, ids, len(body))
+        status, text = sim.success
+        with sim.lock:
+            sim.statuses[status] += 1
+        return status, text, {}
 
-        do_POST = _handle
-        do_GET = _handle
 
-    return Handler
+class _Server(threading.Thread):
+    """uvicorn serving one partner on its own thread and event loop."""
 
+    def __init__(self, sim: PartnerSim, port: int, tls: tuple[Path, Path] | None) -> None:
+        super().__init__(name=f"sandbox-{sim.name}", daemon=True)
+        certificate, key = tls or (None, None)
+        config = uvicorn.Config(
+            _App(sim),
+            log_level="critical",  # quiet: no URLs with keys in logs
+            access_log=False,
+            lifespan="off",
+            proxy_headers=False,
+            server_header=False,
+            timeout_keep_alive=75,  # a push keeps its connections between batches
+            ssl_certfile=certificate,
+            ssl_keyfile=key,
+        )
+        self.server = uvicorn.Server(config)
+        self.socket = socket.create_server(("127.0.0.1", port), backlog=128)
+        self.port = self.socket.getsockname()[1]
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # a push opens its connections at once
+    def run(self) -> None:
+        self.server.run(sockets=[self.socket])
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that leaves mid-request (a killed push, a reset) is not an error here."""
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, ssl.SSLError)):
-            super().handle_error(request, client_address)
+    def start(self) -> None:
+        super().start()
+        while not self.server.started and self.is_alive():
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.join()
+        self.socket.close()
 
 
 class Sandbox:
@@ -575,37 +570,20 @@ class Sandbox:
             sim.set_network(latency, rate_limit)
         self.ports = ports or dict.fromkeys(names, 0)
         self.servers: dict[str, _Server] = {}
-        self.threads: list[threading.Thread] = []
 
     def start(self) -> dict[str, str]:
         for name, sim in self.sims.items():
-            server = _Server(("127.0.0.1", self.ports.get(name, 0)), _handler(sim))
-            if self.tls:
-                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                context.load_cert_chain(*self.tls)
-                server.socket = context.wrap_socket(server.socket, server_side=True)
-            self.servers[name] = server
-            thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"sandbox-{name}",
-                daemon=True,
-            )
-            thread.start()
-            self.threads.append(thread)
+            self.servers[name] = _Server(sim, self.ports.get(name, 0), self.tls)
+            self.servers[name].start()
         return self.urls()
 
     def urls(self) -> dict[str, str]:
         scheme = "https" if self.tls else "http"
-        return {
-            name: f"{scheme}://127.0.0.1:{server.server_address[1]}"
-            for name, server in self.servers.items()
-        }
+        return {name: f"{scheme}://127.0.0.1:{s.port}" for name, s in self.servers.items()}
 
     def stop(self) -> None:
         for server in self.servers.values():
-            server.shutdown()
-            server.server_close()
+            server.stop()
         self.servers.clear()
 
     def __enter__(self) -> Sandbox:
