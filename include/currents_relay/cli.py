@@ -39,17 +39,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="currents-relay", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    process = commands.add_parser(
-        "process", help="ingest one hour into the lake and print its report"
+    def shared(*arguments: tuple[str, dict[str, Any]]) -> argparse.ArgumentParser:
+        options = argparse.ArgumentParser(add_help=False)
+        for flag, spec in arguments:
+            options.add_argument(flag, **spec)
+        return options
+
+    lake = shared(("--lake", {"required": True, "help": "lake root URL (path, s3://)"}))
+    hour = shared(("--hour", {"required": True, "type": _hour, "help": "UTC hour: 2026-11-01T10"}))
+    bounds = shared(
+        ("--min-time", {"type": int, "help": "quarantine events before this UNIX time"}),
+        ("--max-time", {"type": int, "help": "quarantine events after this UNIX time"}),
     )
+
+    def command(name: str, run: Any, text: str, *parents: argparse.ArgumentParser) -> Any:
+        sub = commands.add_parser(name, help=text, parents=list(parents))
+        sub.set_defaults(run=run)
+        return sub
+
+    process = command("process", _process, "ingest one hour into the lake", lake, hour, bounds)
     process.add_argument("--landing", required=True, help="landing zone URL (path, s3://, gs://)")
-    process.add_argument("--lake", required=True, help="lake root URL")
-    process.add_argument("--hour", required=True, type=_hour, help="UTC hour, e.g. 2026-11-01T10")
     process.add_argument(
         "--dry-run", action="store_true", help="validate and report, write nothing"
     )
-    process.add_argument("--min-time", type=int, help="quarantine events before this UNIX time")
-    process.add_argument("--max-time", type=int, help="quarantine events after this UNIX time")
     process.add_argument(
         "--validation-engine",
         choices=("arrow", "gx"),
@@ -57,81 +69,58 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the suites vectorised (arrow) or with Great Expectations (gx)",
     )
 
-    generate = commands.add_parser("generate", help="write a realistic demo hour of exports")
+    generate = command("generate", _generate, "write a realistic demo hour of exports", hour)
     generate.add_argument("--landing", required=True)
-    generate.add_argument("--hour", required=True, type=_hour)
     generate.add_argument("--events", type=int, default=30_000)
     generate.add_argument("--seed", type=int, default=7)
     generate.add_argument("--no-faults", action="store_true", help="no bad rows or bad files")
 
-    for name, text in (
-        ("push", "deliver one hour of the lake to one destination"),
-        ("replay", "redeliver pending events and dead letters of an hour range"),
-    ):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("--lake", required=True)
-        command.add_argument("--destination", required=True, help="a name from destinations.toml")
-        command.add_argument("--hour", required=True, type=_hour)
-        if name == "replay":
-            command.add_argument(
-                "--to-hour", type=_hour, help="last hour of the range (default: --hour)"
-            )
-            command.add_argument(
-                "--no-dead-letters", action="store_true", help="only pending events"
-            )
-            command.add_argument(
-                "--resend-acknowledged",
-                action="store_true",
-                help="also send again the events the destination acknowledged (recorded as "
-                "resent): for partners that accept first and check later, e.g. Treasure Data "
-                "after a wrong write key",
-            )
-        else:
-            command.add_argument(
-                "--dry-run", action="store_true", help="build batches, send nothing"
-            )
+    destination = shared(
+        ("--destination", {"required": True, "help": "a name from destinations.toml"})
+    )
+    push = command("push", _deliver, "deliver one hour to one destination", lake, hour, destination)
+    push.add_argument("--dry-run", action="store_true", help="build batches, send nothing")
+    replay = command(
+        "replay", _deliver, "redeliver pending events and dead letters", lake, hour, destination
+    )
+    replay.add_argument("--to-hour", type=_hour, help="last hour of the range (default: --hour)")
+    replay.add_argument("--no-dead-letters", action="store_true", help="only pending events")
+    replay.add_argument(
+        "--resend-acknowledged",
+        action="store_true",
+        help="also send again the events the destination acknowledged (recorded as resent): for "
+        "partners that accept first and check later, e.g. Treasure Data after a wrong write key",
+    )
 
-    report = commands.add_parser(
-        "report", help="merge and print an hour's report (its version's and every destination's)"
+    command("report", _report, "merge and print an hour's report", lake, hour)
+    docs = command(
+        "docs", _docs, "validate an hour with Great Expectations, build its Data Docs", lake, hour
     )
-    report.add_argument("--lake", required=True)
-    report.add_argument("--hour", required=True, type=_hour)
-
-    docs = commands.add_parser(
-        "docs", help="validate a committed hour with Great Expectations and build its Data Docs"
-    )
-    docs.add_argument("--lake", required=True)
-    docs.add_argument("--hour", required=True, type=_hour)
-    docs.add_argument(
-        "--out", help="GX project folder (default: <lake>/data_docs/hour=<h> on a local lake)"
-    )
+    docs.add_argument("--out", help="GX project folder (default: <lake>/data_docs/hour=<h>)")
     docs.add_argument("--min-time", type=int, help="the time bounds the hour was validated with")
     docs.add_argument("--max-time", type=int)
 
-    lake = commands.add_parser("lake", help="read the lake's committed hours; clean it up")
-    lake_commands = lake.add_subparsers(dest="lake_command", required=True)
+    lake_commands = commands.add_parser("lake", help="read the lake's hours; clean it up")
+    lake_commands = lake_commands.add_subparsers(dest="lake_command", required=True)
     files = lake_commands.add_parser(
-        "files", help="the URLs of an hour's live Parquet files, one a line"
+        "files", help="an hour's live Parquet files", parents=[lake, hour]
     )
-    files.add_argument("--lake", required=True)
-    files.add_argument("--hour", required=True, type=_hour)
     files.add_argument("--event-type", help="only this event type's files")
+    files.set_defaults(run=_lake)
     gc = lake_commands.add_parser(
-        "gc", help="delete replaced versions past their grace period and uncommitted files"
+        "gc", help="delete replaced and uncommitted versions", parents=[lake]
     )
-    gc.add_argument("--lake", required=True)
     gc.add_argument("--hour", type=_hour, help="only this hour (default: every hour)")
     gc.add_argument(
         "--grace",
         type=float,
         help="seconds a replaced version stays (default: CURRENTS_RELAY_GRACE_SECONDS or 86400)",
     )
+    gc.set_defaults(run=_lake)
 
-    sandbox = commands.add_parser(
-        "sandbox", help="run loopback servers that behave like the partners"
-    )
+    sandbox = command("sandbox", _sandbox, "run loopback servers that behave like the partners")
     sandbox.add_argument(
-        "--base-port", type=int, help="first port (default: the ports in airflow_settings.yaml)"
+        "--base-port", type=int, help="first port (default: airflow_settings.yaml's)"
     )
     sandbox.add_argument("--record", help="append every accepted event to this JSON-lines file")
     sandbox.add_argument("--fail-rate", type=float, default=0.0, help="share of requests that fail")
@@ -144,9 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-limit", type=float, help="answer 429 above this many requests a second"
     )
 
-    settings = commands.add_parser(
-        "load-settings", help="load airflow_settings.yaml into the local Airflow"
-    )
+    settings = command("load-settings", _load_settings, "load airflow_settings.yaml into Airflow")
     settings.add_argument("path", nargs="?", default="airflow_settings.yaml")
     return parser
 
@@ -270,80 +257,80 @@ def _docs(args: argparse.Namespace) -> None:
     print(json.dumps(build_docs(args.lake, hour, out, bounds), indent=2))
 
 
+def _process(args: argparse.Namespace) -> None:
+    from currents_relay.hours import hour_key
+    from currents_relay.ingest.hour import process_hour
+    from currents_relay.lake import Lake
+    from currents_relay.lake.reports import write_report
+    from currents_relay.validation.suites import TimeBounds
+
+    report = process_hour(
+        args.landing,
+        args.lake,
+        args.hour,
+        dry_run=args.dry_run,
+        bounds=TimeBounds(args.min_time, args.max_time),
+        validation_engine=args.validation_engine,
+    )
+    if not args.dry_run:
+        report = write_report(Lake(args.lake), hour_key(args.hour)) or report
+    print(json.dumps(report, indent=2))
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from currents_relay.tools.generator import generate_hour
+
+    faults = not args.no_faults
+    summary = generate_hour(args.landing, args.hour, args.events, args.seed, faults=faults)
+    print(json.dumps(summary.to_dict(), indent=2))
+
+
+def _report(args: argparse.Namespace) -> None:
+    from currents_relay.hours import hour_key
+    from currents_relay.lake import Lake
+    from currents_relay.lake.reports import write_report
+    from currents_relay.lake.versions import NotProcessed
+
+    report = write_report(Lake(args.lake), hour_key(args.hour))
+    if report is None:
+        raise NotProcessed(f"hour {hour_key(args.hour)} was never processed into {args.lake}")
+    print(json.dumps(report, indent=2))
+
+
+def _sandbox(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from currents_relay.tools.sandbox import serve
+
+    record = Path(args.record) if args.record else None
+    statuses = [int(s) for s in args.statuses.split(",")]
+    serve(
+        args.base_port,
+        record,
+        args.fail_rate,
+        statuses,
+        args.retry_after,
+        args.latency,
+        args.rate_limit,
+    )
+
+
+def _load_settings(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from currents_relay.tools.airflow_settings import load_settings
+
+    print(json.dumps(load_settings(Path(args.path))))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs_to_stderr()
     try:
-        if args.command == "process":
-            from currents_relay.hours import hour_key
-            from currents_relay.ingest.hour import process_hour
-            from currents_relay.lake import Lake
-            from currents_relay.lake.reports import write_report
-            from currents_relay.validation.suites import TimeBounds
-
-            report = process_hour(
-                args.landing,
-                args.lake,
-                args.hour,
-                dry_run=args.dry_run,
-                bounds=TimeBounds(args.min_time, args.max_time),
-                validation_engine=args.validation_engine,
-            )
-            if not args.dry_run:
-                report = write_report(Lake(args.lake), hour_key(args.hour)) or report
-            print(json.dumps(report, indent=2))
-        elif args.command == "generate":
-            from currents_relay.tools.generator import generate_hour
-
-            summary = generate_hour(
-                args.landing,
-                args.hour,
-                events=args.events,
-                seed=args.seed,
-                faults=not args.no_faults,
-            )
-            print(json.dumps(summary.to_dict(), indent=2))
-        elif args.command in ("push", "replay"):
-            return _deliver(args)
-        elif args.command == "report":
-            from currents_relay.hours import hour_key
-            from currents_relay.lake import Lake
-            from currents_relay.lake.reports import write_report
-            from currents_relay.lake.versions import NotProcessed
-
-            hour = hour_key(args.hour)
-            report = write_report(Lake(args.lake), hour)
-            if report is None:
-                raise NotProcessed(f"hour {hour} was never processed into {args.lake}")
-            print(json.dumps(report, indent=2))
-        elif args.command == "lake":
-            _lake(args)
-        elif args.command == "docs":
-            _docs(args)
-        elif args.command == "sandbox":
-            from pathlib import Path
-
-            from currents_relay.tools.sandbox import serve
-
-            serve(
-                args.base_port,
-                Path(args.record) if args.record else None,
-                args.fail_rate,
-                [int(s) for s in args.statuses.split(",")],
-                args.retry_after,
-                args.latency,
-                args.rate_limit,
-            )
-        elif args.command == "load-settings":
-            from pathlib import Path
-
-            from currents_relay.tools.airflow_settings import load_settings
-
-            print(json.dumps(load_settings(Path(args.path))))
+        return args.run(args) or 0
     except (LandingError, LookupError, ValueError, OSError, LeaseHeld, CommitConflict) as error:
         print(f"currents-relay: error: {error}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":
