@@ -39,7 +39,7 @@ from currents_relay.lake.versions import (
     manifest_path,
     read_committed,
 )
-from currents_relay.validation.suites import TimeBounds, make_validator
+from currents_relay.validation.suites import TimeBounds, checked_table, make_validator
 
 log = logging.getLogger(__name__)
 
@@ -500,19 +500,8 @@ class HourIngest:
             self._flush_family(family, members)
 
     def _flush_family(self, family: str, members: list[tuple[str, pa.Table]]) -> None:
-        narrow_columns = ["event_type", "id", "time"] + [
-            c for c in self._checked(family) if c not in ("event_type", "id", "time")
-        ]
         narrow = pa.concat_tables(
-            [
-                pa.table(
-                    {
-                        c: t[c] if c in t.column_names else pa.nulls(t.num_rows, pa.string())
-                        for c in narrow_columns
-                    }
-                )
-                for _, t in members
-            ],
+            [checked_table(t, family, self.options.bounds) for _, t in members],
             promote_options="permissive",
         )
         positions = _Positions([t for _, t in members], self._file_index)
@@ -523,11 +512,6 @@ class HourIngest:
             failed = {i - start: why for i, why in failures.items() if start <= i < start + n}
             start += n
             self._write_valid(event_type, table, failed)
-
-    def _checked(self, family: str) -> list[str]:
-        from currents_relay.validation.suites import checked_columns, checks_for
-
-        return checked_columns(checks_for(family, self.options.bounds))
 
     def _write_valid(self, event_type: str, table: pa.Table, failed: dict[int, list[str]]) -> None:
         if failed:

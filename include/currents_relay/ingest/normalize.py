@@ -21,8 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -131,11 +133,18 @@ def _whole(values: list[Any] | pa.Array | pa.ChunkedArray, wanted: pa.DataType) 
         array = array.cast(pa.string()).cast(wanted)
     array = array if array.type == wanted else array.cast(wanted, safe=True)
     strings = pc.list_flatten(array) if pa.types.is_list(wanted) else array
-    if pa.types.is_string(strings.type) and (pc.max(pc.utf8_length(strings)).as_py() or 0) > (
-        MAX_STRING_CHARS
-    ):
+    if pa.types.is_string(strings.type) and _too_long(strings):
         raise ValueError("a string is too long")
     return array
+
+
+def _too_long(strings: pa.Array) -> bool:
+    """Whether a string of the array is longer than `MAX_STRING_CHARS` (counted only where
+    its characters, at most its bytes, could be that many)."""
+    data = strings.buffers()[2]
+    if data is None or data.size <= MAX_STRING_CHARS:
+        return False
+    return (pc.max(pc.utf8_length(strings)).as_py() or 0) > MAX_STRING_CHARS
 
 
 def type_column(
@@ -246,9 +255,13 @@ def layout(event_type: str) -> HttpLayout:
     )
 
 
-def _section(event: dict, key: str) -> dict:
-    value = event.get(key)
-    return value if type(value) is dict else _EMPTY
+def _sections(events: list[dict], key: str) -> tuple[list[dict], bool]:
+    """Each event's `key` object (empty where absent or not an object), and whether every
+    event's is an object or absent."""
+    values = [event.get(key) for event in events]
+    if _all(values, dict):
+        return values, True
+    return [v if type(v) is dict else _EMPTY for v in values], _all(values, dict, type(None))
 
 
 def _strings(events: list[dict], user: list[str], properties: list[str]) -> dict[str, pa.Array]:
@@ -271,9 +284,8 @@ def _strings(events: list[dict], user: list[str], properties: list[str]) -> dict
     columns = {"id": identifier}
     columns |= dict(zip(user, users.flatten(), strict=True))
     columns |= dict(zip(properties, props.flatten(), strict=True))
-    for array in columns.values():
-        if (pc.max(pc.utf8_length(array)).as_py() or 0) > MAX_STRING_CHARS:
-            return {}
+    if any(_too_long(array) for array in columns.values()):
+        return {}
     return columns
 
 
@@ -285,8 +297,8 @@ def http_group(
     shape = layout(event_type or "")
     schema = schema_for(event_type or "")
     n = len(events)
-    users = [_section(e, "user") for e in events]
-    properties = [_section(e, "properties") for e in events]
+    users, users_objects = _sections(events, "user")
+    properties, properties_objects = _sections(events, "properties")
     all_users, all_properties = (
         set(chain.from_iterable(users)),
         set(chain.from_iterable(properties)),
@@ -294,11 +306,11 @@ def http_group(
     in_users, in_properties = all_users & shape.user, all_properties & shape.properties
     # Every event plain (no field for `extra`) unless a key or a section says otherwise.
     all_plain = (
-        set(chain.from_iterable(events)) <= TOP_LEVEL
+        users_objects
+        and properties_objects
+        and set(chain.from_iterable(events)) <= TOP_LEVEL
         and all_users <= shape.user
         and all_properties <= shape.known_properties
-        and all(type(e.get("user", _EMPTY)) is dict for e in events)
-        and all(type(e.get("properties") or _EMPTY) is dict for e in events)
     )
     reasons: Reasons = {}
     strings = [shape.names.get(c.name, c.name) for c in schema if c.type == pa.string()]
@@ -345,26 +357,57 @@ def _event_problem(event: Any) -> str | None:
     return None
 
 
-def http_tables(
-    events: list[Any], lineage: Mapping[str, list[Any]]
-) -> tuple[dict[str, pa.Table], Reasons]:
-    """Canonical tables per event type of a batch of HTTP events, without the events refused
-    for a structural reason, and those events' reasons by position in `events`."""
-    groups: dict[str | None, list[int]] = {}
-    rejected: Reasons = {}
+def _groups(events: list[Any]) -> tuple[dict[str | None, list[int]], Reasons]:
+    """Positions of the events by event type (None: no type), and the events refused whole."""
+    types = [event.get("event_type") for event in events] if _all(events, dict) else None
+    if types is not None and _all(types, str, type(None)):
+        try:  # positions by Arrow, not by a Python loop
+            encoded = pa.array(types, pa.string()).dictionary_encode()
+        except (pa.ArrowException, UnicodeError):
+            encoded = None  # a type that is not UTF-8: grouped below, refused later
+        if encoded is not None:
+            indices = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+            names = [name or None for name in encoded.dictionary.to_pylist()]
+            groups: dict[str | None, list[int]] = {}
+            for index, name in [(-1, None), *enumerate(names)]:
+                found = np.flatnonzero(indices == index).tolist()
+                if found:
+                    groups[name] = sorted(groups.get(name, []) + found)
+            return groups, {}
+    groups, rejected = {}, {}
     for offset, event in enumerate(events):
         problem = _event_problem(event)
         if problem:
             rejected[offset] = [problem]
         else:
             groups.setdefault(event.get("event_type") or None, []).append(offset)
+    return groups, rejected
+
+
+def _all(values: list[Any], *kinds: type) -> bool:
+    """Whether every value is exactly of one of `kinds` (a C-speed pass)."""
+    return set(map(type, values)) <= set(kinds)
+
+
+def http_tables(
+    events: list[Any], lineage: Mapping[str, list[Any]]
+) -> tuple[dict[str, pa.Table], Reasons]:
+    """Canonical tables per event type of a batch of HTTP events, without the events refused
+    for a structural reason, and those events' reasons by position in `events`."""
+    groups, rejected = _groups(events)
+    columns = {name: pa.array(values) for name, values in lineage.items()}
     tables: dict[str, pa.Table] = {}
     for event_type, offsets in groups.items():
         whole = len(offsets) == len(events)
+        taken = pa.array(offsets, pa.int64())
         table, reasons = http_group(
             event_type,
-            events if whole else [events[i] for i in offsets],
-            lineage if whole else {k: [v[i] for i in offsets] for k, v in lineage.items()},
+            events
+            if whole
+            else list(itemgetter(*offsets)(events))
+            if len(offsets) > 1
+            else [events[offsets[0]]],
+            columns if whole else {name: array.take(taken) for name, array in columns.items()},
         )
         for i, why in reasons.items():
             rejected[offsets[i]] = why

@@ -9,8 +9,6 @@ failing values (they are PII).
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +19,10 @@ from currents_relay.catalogue import family_of
 from currents_relay.lake import Lake
 from currents_relay.lake.versions import require_committed
 from currents_relay.validation.suites import (
-    STRUCTURAL_RULES,
     TimeBounds,
-    checked_columns,
-    checks_for,
+    checked_table,
+    great_expectations,
+    gx_suite,
 )
 
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
@@ -35,20 +33,12 @@ def _family_tables(lake: Lake, hour: str, bounds: TimeBounds) -> dict[str, pa.Ta
     by_family: dict[str, list[pa.Table]] = {}
     for event_type, files in require_committed(lake, hour).event_files().items():
         family = family_of(event_type)
-        columns = checked_columns(checks_for(family, bounds))
         for relative in files:
             with lake.fs.open(lake.path(relative), "rb") as handle:
-                table = pq.read_table(handle)
-            by_family.setdefault(family, []).append(
-                pa.table(
-                    {
-                        c: table[c] if c in table.column_names else pa.nulls(table.num_rows)
-                        for c in columns
-                    }
-                )
-            )
+                table = checked_table(pq.read_table(handle), family, bounds)
+            by_family.setdefault(family, []).append(table)
     return {
-        family: pa.concat_tables(tables, promote_options="default")
+        family: pa.concat_tables(tables, promote_options="permissive")
         for family, tables in sorted(by_family.items())
     }
 
@@ -59,9 +49,7 @@ def build_docs(
     """Validate the committed hour with Great Expectations; returns where its Data Docs
     are and each suite's verdict."""
     bounds = bounds or TimeBounds()
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
+    gx = great_expectations()
     from great_expectations.checkpoint import UpdateDataDocsAction
 
     out.mkdir(parents=True, exist_ok=True)
@@ -72,13 +60,7 @@ def build_docs(
         name = f"currents.{family}"
         asset = source.add_dataframe_asset(f"hour={hour} {name}")
         batch = asset.add_batch_definition_whole_dataframe("hour")
-        suite = gx.ExpectationSuite(name=name, meta={"structural_rules": STRUCTURAL_RULES})
-        for check in checks_for(family, bounds):
-            expectation = getattr(gx.expectations, check.expectation)
-            suite.add_expectation(
-                expectation(column=check.column, meta={"rule": check.rule}, **dict(check.kwargs))
-            )
-        suite = context.suites.add_or_update(suite)
+        suite = context.suites.add_or_update(gx_suite(family, bounds))
         definition = context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=f"hour={hour} {name}", data=batch, suite=suite)
         )

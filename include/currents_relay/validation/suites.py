@@ -121,6 +121,43 @@ def checked_columns(checks: list[Check]) -> list[str]:
     return list(dict.fromkeys(check.column for check in checks))
 
 
+def checked_table(table: pa.Table, family: str, bounds: TimeBounds) -> pa.Table:
+    """The columns `family`'s suite checks, in suite order (`event_type`, `id`, `time`
+    first); a column `table` lacks is all null."""
+    n = table.num_rows
+    return pa.table(
+        {
+            name: table[name] if name in table.column_names else pa.nulls(n, pa.string())
+            for name in checked_columns(checks_for(family, bounds))
+        }
+    )
+
+
+def great_expectations() -> Any:
+    """Great Expectations, imported with its usage statistics off (no traffic leaves the
+    machine) and its logging at WARNING."""
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    return gx
+
+
+def gx_suite(family: str, bounds: TimeBounds = TimeBounds()) -> Any:
+    """`family`'s suite as a Great Expectations `ExpectationSuite` (each expectation's `meta`
+    names its rule)."""
+    gx = great_expectations()
+    suite = gx.ExpectationSuite(
+        name=f"currents.{family}", meta={"structural_rules": STRUCTURAL_RULES, "family": family}
+    )
+    for check in checks_for(family, bounds):
+        expectation = getattr(gx.expectations, check.expectation)
+        suite.add_expectation(
+            expectation(column=check.column, meta={"rule": check.rule}, **dict(check.kwargs))
+        )
+    return suite
+
+
 @dataclass
 class ExpectationResult:
     rule: str
@@ -150,13 +187,7 @@ class Validator:
     ) -> dict[int, list[str]]:
         """Validate rows of one family; returns row index -> failing rule reasons (suite order)."""
         checks = checks_for(family, self.bounds)
-        columns = checked_columns(checks)
-        narrow = pa.table(
-            {
-                col: table[col] if col in table.column_names else pa.nulls(table.num_rows)
-                for col in columns
-            }
-        )
+        narrow = checked_table(table, family, self.bounds)
         unexpected = self._unexpected(family, checks, narrow)
         failures: dict[int, list[str]] = {}
         family_results = self.results.setdefault(family, {})
@@ -269,41 +300,22 @@ class GxValidator(Validator):
 
     def __init__(self, bounds: TimeBounds = TimeBounds()) -> None:
         super().__init__(bounds)
-        self._gx: Any = None
         self._context: Any = None
         self._batch_definition: Any = None
         self._suites: dict[str, Any] = {}
 
-    def _setup(self) -> None:
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
-        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
-        self._gx = gx
-        self._context = gx.get_context(mode="ephemeral")
-        self._context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        asset = self._context.data_sources.add_pandas("currents").add_dataframe_asset("events")
-        self._batch_definition = asset.add_batch_definition_whole_dataframe("chunk")
-
     def suite(self, family: str) -> Any:
-        """The Great Expectations suite of `family` (built once)."""
-        if self._gx is None:
-            self._setup()
+        """The Great Expectations suite of `family`, added to this validator's context once."""
+        if self._context is None:
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            self._context = great_expectations().get_context(mode="ephemeral")
+            self._context.variables.progress_bars = ProgressBarsConfig(globally=False)
+            source = self._context.data_sources.add_pandas("currents")
+            asset = source.add_dataframe_asset("events")
+            self._batch_definition = asset.add_batch_definition_whole_dataframe("chunk")
         if family not in self._suites:
-            gx = self._gx
-            suite = gx.ExpectationSuite(
-                name=f"currents.{family}",
-                meta={"structural_rules": STRUCTURAL_RULES, "family": family},
-            )
-            for check in checks_for(family, self.bounds):
-                expectation_cls = getattr(gx.expectations, check.expectation)
-                suite.add_expectation(
-                    expectation_cls(
-                        column=check.column, meta={"rule": check.rule}, **dict(check.kwargs)
-                    )
-                )
-            self._suites[family] = self._context.suites.add(suite)
+            self._suites[family] = self._context.suites.add(gx_suite(family, self.bounds))
         return self._suites[family]
 
     def _unexpected(
