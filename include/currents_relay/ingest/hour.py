@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 import orjson
@@ -225,13 +225,7 @@ class _Positions(Sequence[tuple[int, int]]):
     def __len__(self) -> int:
         return int(self._starts[-1])
 
-    @overload
-    def __getitem__(self, index: int) -> tuple[int, int]: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[tuple[int, int]]: ...
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def __getitem__(self, index: Any) -> tuple[int, int]:  # an int: the rows that fail
         part = int(np.searchsorted(self._starts, index, side="right")) - 1
         table, row = self._tables[part], index - int(self._starts[part])
         uri = table["source_uri"][row].as_py()
@@ -433,7 +427,7 @@ class HourIngest:
                 raise UnreadableFile('not a Custom HTTP body: expected {"events": [...]}')
             return body["events"], list(range(len(body["events"]))), []
         # Lines end at \n, \r or \r\n only: a JSON string may hold U+2028 as it is.
-        lines = [line for line in data.splitlines() if line.strip()]
+        lines = [line for line in data.splitlines() if line and not line.isspace()]
         try:
             return [orjson.loads(line) for line in lines], list(range(len(lines))), []
         except orjson.JSONDecodeError:
