@@ -65,11 +65,18 @@ print(json.dumps({"seconds": time.perf_counter() - start, "events": events,
 """
 
 
-def run(code: str, *args: str, repeat: int = 1) -> dict:
-    """The fastest of `repeat` runs (this VM's wall times vary by up to a fifth run to run)."""
-    result = min((run_child(code, *args) for _ in range(repeat)), key=lambda r: r["seconds"])
+def run(code: str, *args: str) -> dict:
+    result = run_child(code, *args)
     result["rate"] = result["events"] / result["seconds"]
     return result
+
+
+def beside(ours: tuple[str, ...], anchor: tuple[str, ...], repeat: int) -> tuple[dict, dict]:
+    """The fastest of `repeat` runs of ours and of the anchor, taken in turns: this VM's
+    speed drifts by up to a fifth within minutes, and turns expose both to the same drift."""
+    runs = [(run(*ours), run(*anchor)) for _ in range(repeat)]
+    fastest = [min(side, key=lambda r: r["seconds"]) for side in zip(*runs, strict=True)]
+    return fastest[0], fastest[1]
 
 
 def warm(landing: Path) -> None:
@@ -131,15 +138,19 @@ def main() -> None:
         (root / "polars").mkdir()
 
         repeat = args.repeat
-        http = run(CHILD_OURS, str(landing), str(root), HOUR, "http", repeat=repeat)
-        anchor_json = run(
-            CHILD_PYARROW_JSON, str(ndjson), str(root / "anchor.parquet"), repeat=repeat
+        http, anchor_json = beside(
+            (CHILD_OURS, str(landing), str(root), HOUR, "http"),
+            (CHILD_PYARROW_JSON, str(ndjson), str(root / "anchor.parquet")),
+            repeat,
         )
         lines.append(row("ours, Custom HTTP files only", http, anchor_json))
         lines.append(row("anchor: pyarrow read_json + flatten + write_table", anchor_json))
 
-        avro = run(CHILD_OURS, str(landing), str(root), HOUR, "avro", repeat=repeat)
-        anchor_avro = run(CHILD_POLARS_AVRO, str(landing), str(root / "polars"), repeat=repeat)
+        avro, anchor_avro = beside(
+            (CHILD_OURS, str(landing), str(root), HOUR, "avro"),
+            (CHILD_POLARS_AVRO, str(landing), str(root / "polars")),
+            repeat,
+        )
         lines.append(row("ours, Avro storage exports only", avro, anchor_avro))
         lines.append(row("anchor: polars read_avro + write_parquet", anchor_avro))
 
@@ -149,9 +160,10 @@ def main() -> None:
             kind = "NDJSON files" if as_lines else "JSON bodies"
             same = root / f"full-{as_lines}.ndjson"
             http_as_ndjson(realistic, same)
-            ours = run(CHILD_OURS, str(realistic), str(root), HOUR, "http", repeat=repeat)
-            anchor = run(
-                CHILD_PYARROW_JSON, str(same), str(root / "anchor-full.parquet"), repeat=repeat
+            ours, anchor = beside(
+                (CHILD_OURS, str(realistic), str(root), HOUR, "http"),
+                (CHILD_PYARROW_JSON, str(same), str(root / "anchor-full.parquet")),
+                repeat,
             )
             lines.append(row(f"ours, Custom HTTP, every field filled, {kind}", ours, anchor))
             lines.append(row("anchor: pyarrow read_json + flatten + write_table", anchor))

@@ -2,23 +2,23 @@
 ledger's Parquet copy (one thread: items in order).
 
 `with Senders(work, threads=8, depth=...) as senders: senders.put(item)` runs `work(item)`
-on up to `threads` threads at once, in any order (in order with one thread). At most `depth` (in `weigh` units) waits
-in the queue, so the producer (reading and encoding the lake) stays a little ahead and
-memory stays bounded. The first error stops the others after their current item; items
-still waiting are dropped, never worked (a push's unsent batches stay pending), and the
-error is raised by the next `put`, or on leaving the `with` block.
+on up to `threads` threads at once (a `ThreadPoolExecutor`), in any order (in order with one
+thread). At most `depth` (in `weigh` units) waits to be started, so the producer (reading and
+encoding the lake) stays a little ahead and memory stays bounded. The first error stops the
+others after their current item; items still waiting are dropped, never worked (a push's
+unsent batches stay pending), and the error is raised by the next `put`, or on leaving the
+`with` block.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
-_DONE = object()
 
 
 class Senders(Generic[Item]):
@@ -33,54 +33,39 @@ class Senders(Generic[Item]):
         self._work = work
         self._depth = depth
         self._weigh = weigh
-        self._items: deque[tuple[object, int]] = deque()
-        self._held = 0
+        self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix=name)
+        self._waiting = 0  # the weight of the items not started yet
         self._changed = threading.Condition()
         self._error: BaseException | None = None
-        self._threads = [
-            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
-            for i in range(max(1, threads))
-        ]
 
     def start(self) -> Senders[Item]:
-        for thread in self._threads:
-            thread.start()
         return self
 
     __enter__ = start
 
-    def _run(self) -> None:
-        while True:
+    def _run(self, item: Item, weight: int) -> None:
+        with self._changed:
+            self._waiting -= weight
+            self._changed.notify_all()
+            if self._error is not None:
+                return  # after an error, waiting items are dropped
+        try:
+            self._work(item)
+        except BaseException as error:  # raised again in the producer
             with self._changed:
-                while not self._items:
-                    self._changed.wait()
-                item, weight = self._items[0]
-                if item is _DONE:  # left in place: every thread sees it
-                    return
-                self._items.popleft()
-                self._held -= weight
-                if self._error is not None:
-                    self._changed.notify_all()
-                    continue  # after an error, waiting items are dropped
+                self._error = self._error or error
                 self._changed.notify_all()
-            try:
-                self._work(item)  # type: ignore[arg-type]
-            except BaseException as error:  # raised again in the producer
-                with self._changed:
-                    self._error = self._error or error
-                    self._changed.notify_all()
 
     def put(self, item: Item) -> None:
         """Queue `item`, waiting while the queue is full; raises a worker's error, if any."""
         weight = self._weigh(item)
         with self._changed:
-            while self._items and self._held + weight > self._depth and self._error is None:
+            while self._waiting and self._waiting + weight > self._depth and not self._error:
                 self._changed.wait()
             if self._error is not None:
                 raise self._error
-            self._items.append((item, weight))
-            self._held += weight
-            self._changed.notify_all()
+            self._waiting += weight
+        self._pool.submit(self._run, item, weight)
 
     def __exit__(
         self,
@@ -96,9 +81,6 @@ class Senders(Generic[Item]):
         with self._changed:
             if error is not None and self._error is None:
                 self._error = error  # the workers drop what waits
-            self._items.append((_DONE, 0))
-            self._changed.notify_all()
-        for thread in self._threads:
-            thread.join()
+        self._pool.shutdown(wait=True)
         if error is None and self._error is not None:
             raise self._error
