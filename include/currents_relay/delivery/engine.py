@@ -57,7 +57,6 @@ from currents_relay.delivery.batching import (
     batch_id,
     cut_batches,
 )
-from currents_relay.delivery.handoff import read_ahead
 from currents_relay.delivery.http import (
     HttpSettings,
     failure_kind,
@@ -68,13 +67,13 @@ from currents_relay.delivery.ledger import SENT_AS, Acknowledgement, Ledger
 from currents_relay.delivery.pace import Pace
 from currents_relay.delivery.partner import Outcome, Partner, Request
 from currents_relay.delivery.pii import PiiPolicy
-from currents_relay.delivery.senders import Senders
 from currents_relay.delivery.wire import written
 from currents_relay.keyset import KeySet, keys_of
 from currents_relay.lake import Lake
 from currents_relay.lake.leases import Lease, LeaseLost
 from currents_relay.lake.reports import ACCEPTED_NOTE
 from currents_relay.lake.versions import Committed, read_committed, require_committed
+from currents_relay.workers import Senders, read_ahead
 
 log = logging.getLogger(__name__)
 OFF_THE_WIRE = frozenset(("timestamp", *LINEAGE_FIELDS))

@@ -38,9 +38,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from currents_relay.delivery.senders import Senders
 from currents_relay.keyset import KeySet, keys_of
 from currents_relay.lake import Lake
+from currents_relay.workers import Senders
 
 ACK_SCHEMA = pa.schema(
     [

@@ -22,9 +22,7 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -36,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from currents_relay.lake.storage import Lake, json_bytes
+from currents_relay.workers import Senders
 
 log = logging.getLogger(__name__)
 
@@ -172,46 +171,22 @@ class HourWriter:
         self._sinks: list[Any] = []
         self.rows: dict[str, int] = {}
         self.written: dict[str, str] = {}  # key -> relative path
-        self._queue: queue.Queue[tuple[str, str, pa.Table] | None] = queue.Queue(self.QUEUED)
-        self._failure: BaseException | None = None
-        self._thread: threading.Thread | None = None  # started by the first table
+        self._writes = Senders(self._write_now, threads=1, depth=self.QUEUED, name="lake-writer")
 
-    def _writer(self, key: str, relative: str, schema: pa.Schema) -> pq.ParquetWriter:
+    def _write_now(self, item: tuple[str, str, pa.Table]) -> None:
+        key, relative, table = item
         if key not in self._writers:
             path = self.lake.path(relative)
             self.lake.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             self.written[key] = relative
             sink = self.lake.fs.open(path, "wb")
             self._sinks.append(sink)
-            self._writers[key] = pq.ParquetWriter(sink, schema, compression=COMPRESSION)
-        return self._writers[key]
-
-    def _drain(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._failure is None:
-                key, relative, table = item
-                try:
-                    self._writer(key, relative, table.schema).write_table(table)
-                except BaseException as error:  # raised by the caller's next call
-                    self._failure = error
+            self._writers[key] = pq.ParquetWriter(sink, table.schema, compression=COMPRESSION)
+        self._writers[key].write_table(table)
 
     def _write(self, key: str, relative: str, table: pa.Table) -> None:
-        self._raise()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._drain, name="lake-writer", daemon=True)
-            self._thread.start()
-        self._queue.put((key, relative, table))
+        self._writes.put((key, relative, table))
         self.rows[key] = self.rows.get(key, 0) + table.num_rows
-
-    def _raise(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-
-    def _finish(self) -> None:
-        """Wait for every queued table to be written; the thread ends."""
-        if self._thread is not None and self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
 
     def write_events(self, event_type: str, table: pa.Table) -> None:
         if table.num_rows:
@@ -225,8 +200,8 @@ class HourWriter:
 
     def close(self) -> dict[str, Any]:
         """Finish every file; returns the version's outputs (for its manifest)."""
-        self._finish()
         try:
+            self._writes.finish()
             for writer in self._writers.values():
                 writer.close()
             for sink in self._sinks:
@@ -234,7 +209,6 @@ class HourWriter:
         finally:
             self._writers.clear()
             self._sinks.clear()
-        self._raise()
         events = {
             key: [relative] for key, relative in sorted(self.written.items()) if key[0] != "\0"
         }
@@ -285,7 +259,7 @@ class HourWriter:
 
     def abort(self) -> None:
         """Stop writing and delete every file of this version (the live version stays)."""
-        self._finish()
+        self._writes.finish(RuntimeError("aborted"))  # tables still queued are dropped
         for writer in self._writers.values():
             # On a full disk closing fails too; the file is deleted below anyway.
             with contextlib.suppress(Exception):

@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from currents_relay.delivery.handoff import read_ahead
-from currents_relay.delivery.senders import Senders
+from currents_relay.workers import Senders, read_ahead
 
 
 def test_one_sender_runs_items_in_order_on_one_other_thread():

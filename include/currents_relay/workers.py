@@ -1,5 +1,10 @@
-"""Threads working through one bounded queue: the requests a push has in flight, and the
-ledger's Parquet copy (one thread: items in order).
+"""Work on threads of its own, a bounded amount ahead, errors raised back to the caller.
+
+`read_ahead(items)`: the push reads the lake's next chunks on one thread while the caller
+encodes the last ones.
+
+`Senders`: threads working through one bounded queue: the requests a push has in flight,
+and, on one thread (items in order), the ledger's Parquet copy and the lake's file writes.
 
 `with Senders(work, threads=8, depth=...) as senders: senders.put(item)` runs `work(item)`
 on up to `threads` threads at once (a `ThreadPoolExecutor`), in any order (in order with one
@@ -13,12 +18,34 @@ unsent batches stay pending), and the error is raised by the next `put`, or on l
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
+_DONE = object()
+
+
+def read_ahead(items: Iterable[Item], depth: int = 2, name: str = "read-ahead") -> Iterator[Item]:
+    """`items`, produced on a thread of their own, at most `depth` ahead of the consumer; an
+    error of the producer is raised where its item would have come. Closing the returned
+    iterator (or leaving a loop over it) stops the producer and closes `items` on its
+    thread (a generator's `with` blocks end there)."""
+    source = iter(items)
+    with ThreadPoolExecutor(1, thread_name_prefix=name) as producer:
+        ahead = deque(producer.submit(next, source, _DONE) for _ in range(depth))
+        try:
+            while (item := ahead.popleft().result()) is not _DONE:
+                ahead.append(producer.submit(next, source, _DONE))
+                yield item  # type: ignore[misc]
+        finally:
+            for future in ahead:
+                future.cancel()
+            close = getattr(source, "close", None)
+            if close is not None:
+                producer.submit(close).result()
 
 
 class Senders(Generic[Item]):
