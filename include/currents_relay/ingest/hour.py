@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import time
 import zlib
 from collections import Counter
@@ -28,6 +27,7 @@ import polars as pl
 import pyarrow as pa
 
 from currents_relay import catalogue
+from currents_relay.environment import env_number
 from currents_relay.ingest.landing import LandedFile, hour_key, list_hour, read_all
 from currents_relay.ingest.normalize import avro_table, http_tables, to_http, to_record
 from currents_relay.keyset import KeySet, first_new, keys_of
@@ -46,13 +46,7 @@ log = logging.getLogger(__name__)
 
 def max_file_bytes_from_env() -> int:
     """`CURRENTS_RELAY_MAX_FILE_BYTES` (default 1 GiB)."""
-    value = os.environ.get("CURRENTS_RELAY_MAX_FILE_BYTES", str(1 << 30))
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(
-            f"CURRENTS_RELAY_MAX_FILE_BYTES={value!r} is not a number of bytes"
-        ) from None
+    return int(env_number("CURRENTS_RELAY_MAX_FILE_BYTES", 1 << 30, minimum=1))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from currents_relay.environment import env_number
 from currents_relay.lake.storage import Lake, json_bytes
 
 log = logging.getLogger(__name__)
@@ -39,19 +40,6 @@ class LeaseLost(Exception):
     """This run no longer holds its lease: it must stop before writing anything else."""
 
 
-def _env_seconds(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not a number of seconds") from None
-    if seconds < 0:
-        raise ValueError(f"{name}={value!r} must not be negative")
-    return seconds
-
-
 @dataclass(frozen=True)
 class LeaseSettings:
     """How long a lease lives without renewal, and how long a run waits for one."""
@@ -63,8 +51,8 @@ class LeaseSettings:
     def from_env(cls) -> LeaseSettings:
         """`CURRENTS_RELAY_LEASE_SECONDS` (time to live), `CURRENTS_RELAY_LEASE_WAIT_SECONDS`."""
         return cls(
-            ttl=max(_env_seconds("CURRENTS_RELAY_LEASE_SECONDS", cls.ttl), 1.0),
-            wait=_env_seconds("CURRENTS_RELAY_LEASE_WAIT_SECONDS", cls.wait),
+            ttl=env_number("CURRENTS_RELAY_LEASE_SECONDS", cls.ttl, minimum=1.0),
+            wait=env_number("CURRENTS_RELAY_LEASE_WAIT_SECONDS", cls.wait),
         )
 
 

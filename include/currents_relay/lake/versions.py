@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import time
 import uuid
@@ -33,6 +32,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from currents_relay.environment import env_number
 from currents_relay.lake.storage import Lake, json_bytes
 from currents_relay.workers import Senders
 
@@ -59,11 +59,7 @@ _VERSIONED = re.compile(r"(?:part-)?([0-9A-Za-z]+(?:-[0-9a-f]+)?)\.(?:parquet|js
 
 def grace_seconds() -> float:
     """How long a replaced version stays readable: `CURRENTS_RELAY_GRACE_SECONDS` (one day)."""
-    value = os.environ.get("CURRENTS_RELAY_GRACE_SECONDS", "86400")
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        raise ValueError(f"CURRENTS_RELAY_GRACE_SECONDS={value!r} is not a number") from None
+    return env_number("CURRENTS_RELAY_GRACE_SECONDS", 86400.0)
 
 
 def manifest_path(hour: str) -> str:
