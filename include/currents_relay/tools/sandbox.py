@@ -40,6 +40,7 @@ from urllib.parse import parse_qs
 
 import uvicorn
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.responses import Response
 
 DEFAULT_PORTS = {
@@ -407,15 +408,6 @@ SIMS: dict[str, type[PartnerSim]] = {
 }
 
 
-async def _body(receive: Any) -> bytes:
-    parts = []
-    while True:
-        message = await receive()
-        parts.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(parts)
-
-
 class _App:
     """One partner's server as an ASGI application (served by uvicorn: keep-alive, chunked
     bodies, `Expect: 100-continue`)."""
@@ -424,9 +416,10 @@ class _App:
         self.sim = sim
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        headers = Headers(scope=scope)
-        path, query = scope["path"], parse_qs(scope["query_string"].decode("latin-1"))
-        body = await _body(receive)
+        request = Request(scope, receive)
+        headers, path = request.headers, request.url.path
+        query = parse_qs(scope["query_string"].decode("latin-1"))
+        body = await request.body()
         gzipped = headers.get("Content-Encoding", "").lower() == "gzip"
         if gzipped:
             body = gzip.decompress(body)
