@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from itertools import chain
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -402,11 +401,7 @@ def http_tables(
         taken = pa.array(offsets, pa.int64())
         table, reasons = http_group(
             event_type,
-            events
-            if whole
-            else list(itemgetter(*offsets)(events))
-            if len(offsets) > 1
-            else [events[offsets[0]]],
+            events if whole else [events[i] for i in offsets],
             columns if whole else {name: array.take(taken) for name, array in columns.items()},
         )
         for i, why in reasons.items():
