@@ -23,7 +23,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from currents_relay.ingest.landing import LandingError, parse_hour
+from currents_relay.hours import parse_hour
+from currents_relay.ingest.landing import LandingError
 from currents_relay.lake.leases import LeaseHeld
 from currents_relay.lake.versions import CommitConflict
 
@@ -298,21 +299,9 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _sandbox(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from currents_relay.tools.sandbox import serve
 
-    record = Path(args.record) if args.record else None
-    statuses = [int(s) for s in args.statuses.split(",")]
-    serve(
-        args.base_port,
-        record,
-        args.fail_rate,
-        statuses,
-        args.retry_after,
-        args.latency,
-        args.rate_limit,
-    )
+    serve(args)
 
 
 def _load_settings(args: argparse.Namespace) -> None:

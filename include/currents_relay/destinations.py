@@ -38,10 +38,6 @@ class Destination:
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def conn_id(self) -> str:
-        return f"currents_{self.name}"
-
-    @property
     def pool(self) -> str:
         return f"currents_{self.name}"
 

@@ -6,7 +6,6 @@ The DAG file imports this module at parse time, so it stays standard-library onl
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 HOUR_FORMAT = "%Y-%m-%dT%H"
@@ -39,14 +38,6 @@ def hour_key(hour: datetime) -> str:
 def date_partition(hour: datetime) -> str:
     """Currents' landing partition value: `2026-11-01-10`."""
     return hour.astimezone(UTC).strftime("%Y-%m-%d-%H")
-
-
-def hour_range(start: datetime, end: datetime) -> Iterator[datetime]:
-    """Hours from `start` to `end`, both included, one at a time."""
-    current = start
-    while current <= end:
-        yield current
-        current += timedelta(hours=1)
 
 
 def resolve_hour(param_hour: str | None, data_interval_start: datetime | None) -> datetime:

@@ -58,9 +58,10 @@ def test_thirty_percent_failures_lose_nothing_and_resend_nothing(lake, sandbox, 
 
 def test_read_timeouts_are_retried_and_counted(lake, sandbox):
     sim = sandbox.sims["custom_http"]
-    sim.faults = Faults(next=2, modes=["slow"], delay=1.0)  # two answers come too late
+    sim.faults = Faults(next=2, modes=["slow"], delay=3.0)  # two answers come too late
     partner = build_partner(destinations()["custom_http"], endpoint(sandbox, "custom_http"))
-    policy = RetryPolicy(budget_seconds=60, base_delay=0.005, max_delay=0.02, read_timeout=0.3)
+    # A read timeout well above a loaded machine's answer times, well below the slow answers.
+    policy = RetryPolicy(budget_seconds=60, base_delay=0.005, max_delay=0.02, read_timeout=1.5)
     push = Delivery(str(lake), HOUR, partner, Selection(), policy)
     counts = push.run()
     assert counts["statuses"].get("ReadTimeout") == 2 and counts["retries"] == 2

@@ -259,10 +259,6 @@ class _Retry(Exception):
         self.kind, self.wait = kind, wait
 
 
-def _weight(batch: Batch) -> int:
-    return batch.encoded_bytes()
-
-
 class Delivery:
     """Push one hour of the lake to one partner."""
 
@@ -333,13 +329,6 @@ class Delivery:
         self.report: dict[str, Any] | None = None  # the counts, once the run has ended
 
     # -- selection -----------------------------------------------------------------------------
-    def _event_types(self) -> list[tuple[str, list[str]]]:
-        """The committed version's event types and their files."""
-        return [
-            (event_type, [self.lake.path(p) for p in files])
-            for event_type, files in self.committed.event_files().items()
-        ]
-
     def _chunks(self) -> Iterator[Chunk]:
         """Every event type's events to send, in the lake's order, counted and encoded a chunk
         at a time (read a few chunks ahead, on a thread of their own). Once delivery has
@@ -364,10 +353,10 @@ class Delivery:
         same batches.
         """
         ramp = _Ramp(FIRST_CHUNK_ROWS, ENCODE_CHUNK_ROWS)
-        for event_type, files in self._event_types():
+        for event_type, files in self.committed.event_files().items():
             accepted = self.selection.accepts(event_type, self.partner.default_event_types)
-            for path in files:
-                with self.lake.fs.open(path, "rb") as handle:
+            for relative in files:
+                with self.lake.fs.open(self.lake.path(relative), "rb") as handle:
                     rows = pq.ParquetFile(handle).metadata.num_rows
                     if not accepted:
                         yield event_type, Skipped("event_type", rows)
@@ -734,7 +723,7 @@ class Delivery:
                 self._send_batch,
                 self.concurrency.max_in_flight,
                 SEND_AHEAD_BYTES,
-                _weight,
+                Batch.encoded_bytes,
                 f"send-{self.partner.name}",
             ) as senders:
                 for batch in self._batches(chunks):

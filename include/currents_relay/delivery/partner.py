@@ -17,14 +17,19 @@ import base64
 import enum
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from currents_relay.delivery.batching import Batch
 from currents_relay.ingest.normalize import to_http
 
 SECRET_QUERY_WORDS = ("key", "token", "secret", "password", "signature", "sig", "auth")
+
+
+def basic(user: str, password: str = "") -> str:
+    """An HTTP Basic credential, `base64("<user>:<password>")`."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 class Outcome(enum.Enum):
@@ -110,6 +115,19 @@ class Partner:
         if not self.endpoint.url.startswith(("http://", "https://")):
             raise ConfigurationError(f"{self.name}: the connection needs an http(s) URL")
 
+    def require_password(self, what: str) -> None:
+        if not self.endpoint.password:
+            raise ConfigurationError(f"{self.name}: the connection needs {what} as its password")
+
+    def host_from_extra(self, name: str, hosts: Mapping[str, str], default: str) -> None:
+        """Where the connection names no host: the one `extra.<name>` picks from `hosts`."""
+        if self.endpoint.url.rstrip("/") not in ("", "https:", "http:"):
+            return
+        chosen = str(self.endpoint.extra.get(name, default)).lower()
+        if chosen not in hosts:
+            raise ConfigurationError(f"{self.name}: extra.{name} must be one of {sorted(hosts)}")
+        self.endpoint = replace(self.endpoint, url=hosts[chosen])
+
     def wire_event(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """A canonical row in the partner's event shape (default: Braze's HTTP event)."""
         return to_http(row)
@@ -173,12 +191,13 @@ class Partner:
         )
 
     def secrets(self) -> list[str]:
-        """Every secret value and derived secret (for masking and redaction): the password,
-        Basic credentials, and a password or key-like query values in the URL."""
-        values = [self.endpoint.password or ""]
-        if self.endpoint.login and self.endpoint.password:
-            pair = f"{self.endpoint.login}:{self.endpoint.password}".encode()
-            values.append(base64.b64encode(pair).decode())
+        """Every secret value and derived secret (for masking and redaction): the password
+        (also URL-quoted), Basic credentials of it (as the user, or with the login), and a
+        password or key-like query values in the URL."""
+        password = self.endpoint.password
+        values = [password, quote(password, safe=""), basic(password)] if password else []
+        if self.endpoint.login and password:
+            values.append(basic(self.endpoint.login, password))
         url = urlsplit(self.endpoint.url)
         values.append(url.password or "")
         for key, value in parse_qsl(url.query):

@@ -28,7 +28,8 @@ import pyarrow as pa
 
 from currents_relay import catalogue
 from currents_relay.environment import env_number
-from currents_relay.ingest.landing import LandedFile, hour_key, list_hour, read_all
+from currents_relay.hours import hour_key
+from currents_relay.ingest.landing import LandedFile, list_hour, read_all
 from currents_relay.ingest.normalize import avro_table, http_tables, to_http, to_record
 from currents_relay.keyset import KeySet, first_new, keys_of
 from currents_relay.lake import Lake
@@ -102,19 +103,6 @@ def _avro_event_type(data: bytes) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def _bound_payload(row: dict[str, Any]) -> None:
-    """Keep at most `PAYLOAD_PREFIX` characters of a quarantined payload, with the whole
-    payload's size in bytes and its SHA-256 (to match it with the source)."""
-    payload = row.get("payload")
-    if payload is None:
-        return
-    encoded = payload.encode("utf-8", errors="surrogatepass")
-    row["payload_bytes"] = len(encoded)
-    row["payload_sha256"] = hashlib.sha256(encoded).hexdigest()
-    if len(payload) > PAYLOAD_PREFIX:
-        row["payload"] = payload[:PAYLOAD_PREFIX]
-
-
 def _loads(data: bytes | str) -> Any:
     """orjson (strict UTF-8, at most 1,024 levels deep); the standard library's parser for
     text orjson refuses (invalid UTF-8 is kept as surrogates, quarantined per value)."""
@@ -157,17 +145,26 @@ def _row(
     event_type: str | None = None,
 ) -> dict[str, Any]:
     """A quarantine row: where it came from, why, and the rejected payload as JSON (a row's
-    `event_type` and `id` are read from the payload where it is an object)."""
+    `event_type` and `id` are read from the payload where it is an object): at most its
+    first `PAYLOAD_PREFIX` characters, with the whole payload's size in bytes and its SHA-256
+    (to match it with the source)."""
     source = payload if isinstance(payload, dict) else {}
-    return {
+    row = {
         "source_uri": uri,
         "source_offset": offset,
         "event_type": event_type or _text(source.get("event_type")),
         "id": _text(source.get("id")),
         "reasons": reasons,
-        "payload": None if payload is _NO_PAYLOAD else _payload(payload),
+        "payload": None,
         "error": None,
     }
+    if payload is not _NO_PAYLOAD:
+        text = _payload(payload)
+        encoded = text.encode()  # ASCII: non-ASCII characters are escaped
+        row["payload"] = text[:PAYLOAD_PREFIX]
+        row["payload_bytes"] = len(encoded)
+        row["payload_sha256"] = hashlib.sha256(encoded).hexdigest()
+    return row
 
 
 def _text(value: Any) -> str | None:
@@ -536,8 +533,6 @@ class HourIngest:
     def _quarantine(self, rows: list[dict[str, Any]], count: bool = True) -> None:
         if not rows:
             return
-        for row in rows:
-            _bound_payload(row)
         if count:
             self.counts["quarantined"] += len(rows)
         for row in rows:

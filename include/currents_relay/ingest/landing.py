@@ -21,23 +21,11 @@ from typing import Any
 import fsspec
 
 from currents_relay.filesystems import filesystem, is_local, url_of
-from currents_relay.hours import date_partition, hour_key, hour_range, parse_hour
+from currents_relay.hours import date_partition
 
 HTTP_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 DATA_SUFFIXES = (*HTTP_SUFFIXES, ".avro")
 _EVENT_TYPE = re.compile(r"/event_type=([^/]+)/")
-
-
-__all__ = [
-    "LandedFile",
-    "LandingError",
-    "date_partition",
-    "hour_key",
-    "hour_range",
-    "list_hour",
-    "parse_hour",
-    "read_bytes",
-]
 
 
 class LandingError(Exception):
@@ -172,33 +160,30 @@ def read_all(
     `window_bytes` (by their listed sizes) at a time: one GET is a round trip, and sequential
     reads would wait on each. Local files are read as needed."""
 
-    def unread(landed: LandedFile) -> bool:
-        return landed.problem is not None or skip(landed)
+    def read(landed: LandedFile) -> bytes | None:
+        unread = landed.problem is not None or skip(landed)
+        return None if unread else read_bytes(landed.uri)
 
     if not any("://" in landed.uri for landed in files):
-        for landed in files:
-            yield landed, None if unread(landed) else read_bytes(landed.uri)
+        yield from ((landed, read(landed)) for landed in files)
         return
     with ThreadPoolExecutor(min(window, 16), thread_name_prefix="landing-read") as pool:
-        pending: deque[tuple[LandedFile, Future[bytes]]] = deque()
-        ahead = 0
+        pending: deque[tuple[LandedFile, Future[bytes | None]]] = deque()
+        ahead = 0  # bytes fetched or being fetched, by the listed sizes
+
+        def first() -> tuple[LandedFile, bytes | None]:
+            nonlocal ahead
+            landed, future = pending.popleft()
+            ahead -= landed.size
+            return landed, future.result()
+
         for landed in files:
-            if unread(landed):
-                while pending:  # in order: what is ahead of it first
-                    first, future = pending.popleft()
-                    ahead -= first.size
-                    yield first, future.result()
-                yield landed, None
-                continue
             while pending and (len(pending) >= window or ahead + landed.size > window_bytes):
-                first, future = pending.popleft()
-                ahead -= first.size
-                yield first, future.result()
-            pending.append((landed, pool.submit(read_bytes, landed.uri)))
+                yield first()
+            pending.append((landed, pool.submit(read, landed)))
             ahead += landed.size
         while pending:
-            first, future = pending.popleft()
-            yield first, future.result()
+            yield first()
 
 
 def read_bytes(uri: str) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from currents_relay.delivery.partner import ConfigurationError, Partner, Request
+from currents_relay.delivery.partner import Partner, Request
 
 
 class CustomHttp(Partner):
@@ -22,10 +22,8 @@ class CustomHttp(Partner):
 
     def validate(self) -> None:
         super().validate()
-        if self.bearer_required and not self.endpoint.password:
-            raise ConfigurationError(
-                f"{self.name}: the connection needs the bearer token as its password"
-            )
+        if self.bearer_required:
+            self.require_password("the bearer token")
 
     def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
         headers = {"Content-Type": "application/json", "Braze-Currents-Version": "1"}

@@ -48,7 +48,6 @@ https://www.braze.com/docs/partners/data_and_infrastructure_agility/customer_dat
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import time
@@ -58,7 +57,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from currents_relay.delivery.partner import ConfigurationError, Endpoint, Partner, Request
+from currents_relay.delivery.partner import ConfigurationError, Partner, Request, basic
 from currents_relay.partners.segment import (
     BRAZE_PARTNER_EVENT_TYPES,
     CHANNELS,
@@ -156,13 +155,7 @@ class MParticle(Partner):
     units_per_second: ClassVar[float | None] = 270.0
 
     def validate(self) -> None:
-        if self.endpoint.url.rstrip("/") in ("", "https:", "http:"):
-            pod = str(self.endpoint.extra.get("pod", "us1")).lower()
-            if pod not in PODS:
-                raise ConfigurationError(f"mparticle: extra.pod must be one of {sorted(PODS)}")
-            self.endpoint = Endpoint(
-                PODS[pod], self.endpoint.login, self.endpoint.password, self.endpoint.extra
-            )
+        self.host_from_extra("pod", PODS, "us1")
         super().validate()
         if UNBOUND not in self.credentials():
             raise ConfigurationError(
@@ -188,7 +181,7 @@ class MParticle(Partner):
     def secrets(self) -> list[str]:
         values = []
         for key, secret in self.credentials().values():
-            values += [secret, base64.b64encode(f"{key}:{secret}".encode()).decode()]
+            values += [secret, basic(key, secret)]
         return [*super().secrets(), *values]
 
     def route(self, row: Mapping[str, Any]) -> str:
@@ -288,8 +281,8 @@ class MParticle(Partner):
     def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
         feed, _, historical = (route or UNBOUND).partition("/")
         key, secret = self.credentials()[feed]
-        basic = base64.b64encode(f"{key}:{secret}".encode()).decode()
-        headers = {"Content-Type": "application/json", "Authorization": f"Basic {basic}"}
+        credential = basic(key, secret)
+        headers = {"Content-Type": "application/json", "Authorization": f"Basic {credential}"}
         batches = body.count(b'{"schema_version":2,')  # the unit mParticle's rate limit counts
         path = "/v2/bulkevents" + (HISTORICAL if historical else "")
         return Request(f"{self.endpoint.url}{path}", headers, body, units=batches)

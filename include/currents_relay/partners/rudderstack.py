@@ -13,11 +13,10 @@ and https://www.rudderstack.com/docs/sources/event-streams/cloud-apps/braze/
 
 from __future__ import annotations
 
-import base64
 from typing import ClassVar
 from urllib.parse import quote
 
-from currents_relay.delivery.partner import ConfigurationError, Partner, Request
+from currents_relay.delivery.partner import Partner, Request, basic
 
 
 class RudderStack(Partner):
@@ -28,21 +27,12 @@ class RudderStack(Partner):
 
     def validate(self) -> None:
         super().validate()
-        if not self.endpoint.password:
-            raise ConfigurationError(
-                "rudderstack: the connection needs the source's write key as its password"
-            )
-
-    def secrets(self) -> list[str]:
-        key = self.endpoint.password or ""
-        basic = base64.b64encode(f"{key}:".encode()).decode()
-        return [*super().secrets(), quote(key, safe=""), basic] if key else super().secrets()
+        self.require_password("the source's write key")
 
     def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
         key = self.endpoint.password or ""
         if self.endpoint.extra.get("key_in_url"):
             url = f"{self.endpoint.url}/v1/webhook?writeKey={quote(key, safe='')}"
             return Request(url, {"Content-Type": "application/json"}, body)
-        basic = base64.b64encode(f"{key}:".encode()).decode()
-        headers = {"Content-Type": "application/json", "Authorization": f"Basic {basic}"}
+        headers = {"Content-Type": "application/json", "Authorization": f"Basic {basic(key)}"}
         return Request(f"{self.endpoint.url}/v1/webhook", headers, body)

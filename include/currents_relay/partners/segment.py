@@ -38,15 +38,13 @@ https://www.braze.com/docs/user_guide/data/distribution/braze_currents/event_glo
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from currents_relay.catalogue import lookup
-from currents_relay.delivery.partner import ConfigurationError, Partner, Request
+from currents_relay.delivery.partner import Partner, Request, basic
 
 REGIONS = {"us": "https://api.segment.io", "eu": "https://events.eu1.segmentapis.com"}
 
@@ -231,16 +229,9 @@ class Segment(Partner):
     max_in_flight: ClassVar[int] = 8
 
     def validate(self) -> None:
-        if self.endpoint.url.rstrip("/") in ("", "https:", "http:"):  # no host: the region's
-            region = str(self.endpoint.extra.get("region", "us")).lower()
-            if region not in REGIONS:
-                raise ConfigurationError(f"segment: extra.region must be one of {sorted(REGIONS)}")
-            self.endpoint = replace(self.endpoint, url=REGIONS[region])
+        self.host_from_extra("region", REGIONS, "us")
         super().validate()
-        if not self.endpoint.password:
-            raise ConfigurationError(
-                "segment: the connection needs the source's write key as its password"
-            )
+        self.require_password("the source's write key")
 
     def wire_event(self, row: Mapping[str, Any]) -> dict[str, Any]:
         message: dict[str, Any] = {"type": "track"}
@@ -257,12 +248,7 @@ class Segment(Partner):
             message["integrations"] = dict(self.options["integrations"])
         return message
 
-    def secrets(self) -> list[str]:
-        key = self.endpoint.password or ""
-        basic = base64.b64encode(f"{key}:".encode()).decode()
-        return [*super().secrets(), basic] if key else super().secrets()
-
     def request(self, body: bytes, batch_id: str, route: str = "") -> Request:
-        basic = base64.b64encode(f"{self.endpoint.password}:".encode()).decode()
-        headers = {"Content-Type": "application/json", "Authorization": f"Basic {basic}"}
+        credential = basic(self.endpoint.password or "")
+        headers = {"Content-Type": "application/json", "Authorization": f"Basic {credential}"}
         return Request(f"{self.endpoint.url}/v1/batch", headers, body)

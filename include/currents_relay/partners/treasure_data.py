@@ -45,10 +45,7 @@ class TreasureData(Partner):
     def validate(self) -> None:
         self._split_postback_url()
         super().validate()
-        if not self.endpoint.password:
-            raise ConfigurationError(
-                "treasure_data: the connection needs the write key as its password"
-            )
+        self.require_password("the write key")
         for part in ("database", "table"):
             value = str(self.endpoint.extra.get(part, ""))
             if not NAME.match(value):

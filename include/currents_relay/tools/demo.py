@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,14 +20,6 @@ from pathlib import Path
 from currents_relay.hours import date_partition, hour_key, parse_hour
 
 PROJECT = Path.cwd()
-
-
-def _run(command: list[str], env: dict[str, str], log: Path) -> None:
-    with log.open("a") as out:
-        done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
-    if done.returncode:
-        print(log.read_text()[-4000:], file=sys.stderr)
-        raise SystemExit(f"`{' '.join(command[:4])}` failed (exit {done.returncode}); log: {log}")
 
 
 def start_sandbox(record: Path):
@@ -81,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = generate_hour(args.landing, args.hour, events=args.events)
     print(f"1. generated {summary.events:,} events in {summary.files} files for hour {hour}")
 
-    from currents_relay.tools.local_airflow import airflow_env
+    from currents_relay.tools.local_airflow import AIRFLOW, airflow_env, prepare, run_logged
 
     home = Path(os.environ.get("AIRFLOW_HOME") or PROJECT / ".airflow")
     env = airflow_env(home, 8080, args.landing, args.lake)
@@ -95,14 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         urls = ", ".join(f"{n} {u}" for n, u in sandbox.urls().items())
         print(f"2. partner sandbox on loopback: {urls}")
-        airflow = str(Path(sys.executable).with_name("airflow"))
-        _run([airflow, "db", "migrate"], env, log)
-        settings = PROJECT / "airflow_settings.yaml"
-        _run([sys.executable, "-m", "currents_relay.cli", "load-settings", str(settings)], env, log)
+        prepare(env, log)
         print(f"3. local Airflow ready in {env['AIRFLOW_HOME']}, airflow_settings.yaml loaded")
-        _run(
-            [airflow, "dags", "test", "currents_hourly", "-c", json.dumps({"hour": hour})], env, log
-        )
+        test = [AIRFLOW, "dags", "test", "currents_hourly", "-c", json.dumps({"hour": hour})]
+        run_logged(test, env, log)
         print(f"4. airflow dags test currents_hourly (hour={hour}) succeeded; logs: {log}")
         received = {name: sim.stats() for name, sim in sandbox.sims.items()}
     finally:

@@ -22,7 +22,7 @@ import fastavro
 
 from currents_relay.catalogue import lookup
 from currents_relay.filesystems import filesystem
-from currents_relay.ingest.landing import date_partition
+from currents_relay.hours import date_partition
 from currents_relay.ingest.normalize import to_http
 
 DEMO_EVENT_TYPES = (

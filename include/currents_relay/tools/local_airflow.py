@@ -28,6 +28,7 @@ PROJECT = Path.cwd()
 SIMPLE_AUTH = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 PASSWORDS = "simple_auth_manager_passwords.json.generated"
 DEMO_HOUR = "2026-11-01T10"
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
 def airflow_env(
@@ -60,17 +61,20 @@ def airflow_env(
     return env
 
 
-def _airflow(args: list[str], env: dict[str, str], log: Path) -> None:
+def run_logged(command: list[str], env: dict[str, str], log: Path) -> None:
+    """Run `command`, its output appended to `log`; exit with the log's end where it fails."""
     with log.open("a") as out:
-        done = subprocess.run(
-            [str(Path(sys.executable).with_name("airflow")), *args],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
+        done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
     if done.returncode:
-        raise SystemExit(f"`airflow {' '.join(args)}` failed (exit {done.returncode}); see {log}")
+        print(log.read_text()[-4000:], file=sys.stderr)
+        raise SystemExit(f"`{' '.join(command[:4])}` failed (exit {done.returncode}); log: {log}")
+
+
+def prepare(env: dict[str, str], log: Path) -> None:
+    """Migrate the metadata database and load `airflow_settings.yaml` into it."""
+    run_logged([AIRFLOW, "db", "migrate"], env, log)
+    settings = str(PROJECT / "airflow_settings.yaml")
+    run_logged([sys.executable, "-m", "currents_relay.cli", "load-settings", settings], env, log)
 
 
 def wait_for_api(port: int, process: subprocess.Popen, timeout: float = 300.0) -> None:
@@ -126,11 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     env = airflow_env(home, args.port, args.landing, args.lake, args.database_url)
     log = home / "airflow.log"
     log.write_text("")
-    _airflow(["db", "migrate"], env, log)
-    settings = PROJECT / "airflow_settings.yaml"
-    command = [sys.executable, "-m", "currents_relay.cli", "load-settings", str(settings)]
-    with log.open("a") as out:
-        subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+    prepare(env, log)
     if not args.no_demo and not any(Path(args.landing).rglob("*.*")):
         from currents_relay.hours import parse_hour
         from currents_relay.tools.generator import generate_hour
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         generate_hour(args.landing, parse_hour(DEMO_HOUR), events=30_000)
     sandbox = start_sandbox(Path(args.lake).parent / "sandbox-accepted.jsonl")
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("airflow")), "standalone"],
+        [AIRFLOW, "standalone"],
         env=env,
         stdout=log.open("a"),
         stderr=subprocess.STDOUT,

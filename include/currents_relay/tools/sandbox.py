@@ -99,10 +99,6 @@ class PartnerSim:
         self.secret = secret if secret is not None else f"sandbox-{self.name}-key"
         self.record = record
         self.lock = threading.Lock()
-        self.faults = Faults()
-        self.credentials_valid = True
-        self.disabled = False
-        self.poison: set[str] = set()
         self.reset()
 
     def reset(self) -> None:
@@ -119,7 +115,7 @@ class PartnerSim:
             self.faults = Faults()
             self.credentials_valid = True
             self.disabled = False
-            self.poison = set()
+            self.poison: set[str] = set()
             self.in_flight = 0
             self.max_in_flight = 0
             self.set_network(0.0, None)
@@ -139,6 +135,16 @@ class PartnerSim:
     # -- shared helpers ------------------------------------------------------------------------
     def key_ok(self, presented: str | None) -> bool:
         return self.credentials_valid and presented == self.secret
+
+    @staticmethod
+    def basic_user(headers: Any) -> str | None:
+        """The user of an HTTP Basic `Authorization` header (a write key), if any."""
+        auth = headers.get("Authorization", "")
+        return (
+            base64.b64decode(auth[6:]).decode().split(":", 1)[0]
+            if auth.startswith("Basic ")
+            else None
+        )
 
     @staticmethod
     def events_body(body: bytes) -> list[dict]:
@@ -236,10 +242,7 @@ class RudderStackSim(PartnerSim):
     def check(self, method, path, query, headers, body):
         if method != "POST" or path != "/v1/webhook":
             raise Refused(404, "not found")
-        key = (query.get("writeKey") or [None])[0]
-        auth = headers.get("Authorization", "")
-        if not key and auth.startswith("Basic "):
-            key = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
+        key = (query.get("writeKey") or [None])[0] or self.basic_user(headers)
         if not self.key_ok(key):
             raise Refused(401, "Invalid write key")
         if self.disabled:
@@ -295,13 +298,7 @@ class SegmentSim(PartnerSim):
     def check(self, method, path, query, headers, body):
         if method != "POST" or path != "/v1/batch":
             raise Refused(404, "not found")
-        auth = headers.get("Authorization", "")
-        key = (
-            base64.b64decode(auth[6:]).decode().split(":", 1)[0]
-            if auth.startswith("Basic ")
-            else None
-        )
-        if not self.key_ok(key):
+        if not self.key_ok(self.basic_user(headers)):
             raise Refused(401, "Invalid write key")
         if len(body) > self.max_bytes:
             raise Refused(400, "Request too large")
@@ -587,23 +584,20 @@ class Sandbox:
         self.stop()
 
 
-def serve(
-    base_port: int | None,
-    record: Path | None,
-    fail_rate: float,
-    statuses: list[int],
-    retry_after: float | None,
-    latency: float = 0.0,
-    rate_limit: float | None = None,
-) -> None:
-    """Run every partner server until interrupted (the `sandbox` CLI command); prints one
-    JSON object, each server's URL and key by destination, once they listen."""
-    ports = {
-        name: (base_port + i if base_port else DEFAULT_PORTS[name]) for i, name in enumerate(SIMS)
-    }
-    sandbox = Sandbox(ports=ports, record=record, latency=latency, rate_limit=rate_limit)
+def serve(options: Any) -> None:
+    """Run every partner server until interrupted: the `sandbox` CLI command, given its
+    arguments (`base_port`, `record`, `fail_rate`, `statuses`, `retry_after`, `latency`,
+    `rate_limit`). Prints one JSON object, each server's URL and key by destination, once
+    they listen."""
+    base = options.base_port
+    ports = {name: (base + i if base else DEFAULT_PORTS[name]) for i, name in enumerate(SIMS)}
+    record = Path(options.record) if options.record else None
+    sandbox = Sandbox(
+        ports=ports, record=record, latency=options.latency, rate_limit=options.rate_limit
+    )
+    statuses = [int(status) for status in options.statuses.split(",")]
     for sim in sandbox.sims.values():
-        sim.faults = Faults(rate=fail_rate, statuses=statuses, retry_after=retry_after)
+        sim.faults = Faults(options.fail_rate, statuses=statuses, retry_after=options.retry_after)
     urls = sandbox.start()
     servers = {name: {"url": url, "key": sandbox.sims[name].secret} for name, url in urls.items()}
     print(json.dumps(servers), flush=True)
