@@ -177,22 +177,6 @@ def _text(value: Any) -> str | None:
     return value
 
 
-@dataclass
-class _Buffer:
-    """Tables of one event type waiting for validation, in arrival order."""
-
-    event_type: str
-    tables: list[pa.Table] = field(default_factory=list)
-    size: int = 0
-
-    def add_table(self, table: pa.Table) -> None:
-        self.tables.append(table)
-        self.size += table.num_rows
-
-    def table(self) -> pa.Table:
-        return pa.concat_tables(self.tables) if len(self.tables) > 1 else self.tables[0]
-
-
 def _micros(iso: str) -> int:
     """Microseconds since the epoch of an ISO time (naive times are UTC, as Arrow reads them)."""
     moment = datetime.fromisoformat(iso)
@@ -238,7 +222,7 @@ class HourIngest:
         self.writer: HourWriter | None = (
             None if options.dry_run else HourWriter(self.lake, self.hour_key)
         )
-        self._buffers: dict[str, _Buffer] = {}
+        self._buffers: dict[str, list[pa.Table]] = {}  # event type -> tables, in order
         self._buffered = 0
         self._http_pending: list[tuple[LandedFile, list[Any], list[int]]] = []
         self._http_pending_events = 0
@@ -469,15 +453,15 @@ class HourIngest:
         if not keep_http:
             self._flush_http()  # HTTP batches waiting for the fast path come first (file order)
         if table.num_rows:
-            self._buffers.setdefault(event_type, _Buffer(event_type)).add_table(table)
+            self._buffers.setdefault(event_type, []).append(table)
             self._buffered += table.num_rows
 
     def _flush(self) -> None:
         """Validate the buffered rows family by family, drop duplicates, write the rest."""
         self._flush_http()
         by_family: dict[str, list[tuple[str, pa.Table]]] = {}
-        for event_type, buffer in sorted(self._buffers.items()):
-            table = buffer.table()
+        for event_type, tables in sorted(self._buffers.items()):
+            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
             by_family.setdefault(catalogue.family_of(event_type), []).append((event_type, table))
         self._buffers.clear()
         self._buffered = 0

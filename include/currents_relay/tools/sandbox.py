@@ -126,10 +126,8 @@ class PartnerSim:
         self.rate_limit = RateLimit(rate_limit) if rate_limit else None
 
     # -- to override ---------------------------------------------------------------------------
-    def check(
-        self, method: str, path: str, query: dict[str, list[str]], headers: Any, body: bytes
-    ) -> list[str]:
-        """Validate a request; return the accepted event ids or raise Refused."""
+    def check(self, path: str, query: dict[str, list[str]], headers: Any, body: bytes) -> list[str]:
+        """Validate a POST; return the accepted event ids or raise Refused."""
         raise NotImplementedError
 
     # -- shared helpers ------------------------------------------------------------------------
@@ -216,8 +214,8 @@ class TreasureDataSim(PartnerSim):
     success = (200, b"{}")
     PATH = re.compile(r"^/postback/v3/event/([A-Za-z0-9_]+)/([A-Za-z0-9_]+)$")
 
-    def check(self, method, path, query, headers, body):
-        if method != "POST" or not self.PATH.match(path):
+    def check(self, path, query, headers, body):
+        if not self.PATH.match(path):
             raise Refused(404, "not found")
         if len(body) > self.max_bytes:
             raise Refused(413, "request entity too large")
@@ -239,8 +237,8 @@ class RudderStackSim(PartnerSim):
     name = "rudderstack"
     max_bytes = 4_000_000
 
-    def check(self, method, path, query, headers, body):
-        if method != "POST" or path != "/v1/webhook":
+    def check(self, path, query, headers, body):
+        if path != "/v1/webhook":
             raise Refused(404, "not found")
         key = (query.get("writeKey") or [None])[0] or self.basic_user(headers)
         if not self.key_ok(key):
@@ -264,9 +262,7 @@ class CustomHttpSim(PartnerSim):
     max_bytes = 1_000_000
     max_events = 100
 
-    def check(self, method, path, query, headers, body):
-        if method != "POST":
-            raise Refused(404, "not found")
+    def check(self, path, query, headers, body):
         if self.secret and not self.key_ok(
             headers.get("Authorization", "").removeprefix("Bearer ") or None
         ):
@@ -295,8 +291,8 @@ class SegmentSim(PartnerSim):
     max_event_bytes = 32_000
     max_events = 2_500
 
-    def check(self, method, path, query, headers, body):
-        if method != "POST" or path != "/v1/batch":
+    def check(self, path, query, headers, body):
+        if path != "/v1/batch":
             raise Refused(404, "not found")
         if not self.key_ok(self.basic_user(headers)):
             raise Refused(401, "Invalid write key")
@@ -349,8 +345,8 @@ class MParticleSim(PartnerSim):
         self.feeds = {"unbound": ("sandbox-mparticle-key", self.secret)}
         self.by_feed: Counter[str] = Counter()
 
-    def check(self, method, path, query, headers, body):
-        if method != "POST" or path not in ("/v2/bulkevents", "/v2/bulkevents/historical"):
+    def check(self, path, query, headers, body):
+        if path not in ("/v2/bulkevents", "/v2/bulkevents/historical"):
             raise Refused(404, "not found")
         auth = headers.get("Authorization", "")
         if not auth.startswith("Basic "):
@@ -491,7 +487,9 @@ class _App:
                 ({"Retry-After": str(retry_after)} if retry_after is not None else {}),
             )
         try:
-            ids = sim.check(method, path, query, headers, body)
+            if method != "POST":
+                raise Refused(404, "not found")
+            ids = sim.check(path, query, headers, body)
         except Refused as refused:
             with sim.lock:
                 sim.statuses[refused.status] += 1
