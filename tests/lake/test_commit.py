@@ -181,7 +181,7 @@ def test_sigkill_at_random_points_of_process_never_shows_a_partial_hour(
     live = {whole_version(lake)[0]}
     seed = int(os.environ.get("KILL_SEED", random.randrange(1 << 30)))
     chooser = random.Random(seed)
-    points = [round(chooser.uniform(0.3, 1.1) * duration, 3) for _ in range(20)]
+    points = [round(chooser.uniform(0.3, 1.1) * duration, 3) for _ in range(14)]
     print(f"SIGKILL seed {seed}; points (s after start): {points}")
     stop, errors, reads = threading.Event(), [], [0]
 
@@ -271,7 +271,7 @@ def test_a_full_disk_during_a_commit_keeps_the_previous_version_and_leaves_nothi
 
     small, large = tmp_path / "small", tmp_path / "large"
     generate_hour(str(small), parse_hour(HOUR), events=2_000, seed=3, faults=False)
-    generate_hour(str(large), parse_hour(HOUR), events=200_000, seed=4, faults=False)
+    generate_hour(str(large), parse_hour(HOUR), events=60_000, seed=4, faults=False)  # ~8 MB
     disk = tmp_path / "disk"
     mount_tmpfs(disk, "4m")
     try:

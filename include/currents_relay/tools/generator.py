@@ -96,7 +96,7 @@ def fake_value(name: str, kind: str, rng: random.Random, user: int) -> Any:
     if name == "currency":
         return "USD"
     if name.endswith("_id"):
-        return uuid.UUID(int=rng.getrandbits(128)).hex[:24]
+        return f"{rng.getrandbits(128):032x}"[:24]
     return f"{name}_{rng.randrange(50)}"
 
 
@@ -210,7 +210,7 @@ def generate_hour(
             schema = fastavro.parse_schema(avro_schema(event_type, added))
             buffer = io.BytesIO()
             records = [{k: v for k, v in row.items() if k != "event_type"} for row in chunk]
-            fastavro.writer(buffer, schema, records)
+            fastavro.writer(buffer, schema, records, sync_marker=rng.randbytes(16))
             schema_id = 1 + len(added)
             out.put(
                 f"{prefix}/event_type={event_type}/date={out.date}/{schema_id}/us-east-1/"
@@ -226,7 +226,7 @@ def generate_hour(
     if faults:
         unknown = {
             "event_type": "users.messages.hologram.Beam",
-            "id": str(uuid.uuid4()),
+            "id": str(uuid.UUID(int=rng.getrandbits(128))),
             "time": int(hour.timestamp()) + 5,
             "user": {"user_id": "u1", "external_user_id": "user-1"},
             "properties": {"beam_id": "b1"},
@@ -263,6 +263,7 @@ def generate_hour(
                 }
                 for _ in range(50)
             ],
+            sync_marker=rng.randbytes(16),
         )
         out.put(
             f"{prefix}/event_type=users.messages.email.Open/date={out.date}/1/us-east-1/truncated.avro",
