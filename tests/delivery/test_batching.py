@@ -8,15 +8,7 @@ import random
 import pyarrow as pa
 import pytest
 
-from currents_relay.delivery.batching import (
-    Batch,
-    Chunk,
-    Encoded,
-    Ids,
-    Limits,
-    batch_id,
-    cut_batches,
-)
+from currents_relay.delivery.batching import Batch, Chunk, Limits, batch_id, cut_batches
 
 
 def greedy(events: list[tuple[str, str, bytes, str]], limits: Limits):
@@ -52,7 +44,7 @@ def random_chunks(rng: random.Random, routes: int) -> list[Chunk]:
         ids = [f"{c}-{i}" for i in range(n)]
         sizes = [rng.choice([5, 40, 90, 200, 700, 1_500]) for _ in range(n)]
         events = [i.encode().ljust(s, b"x") for i, s in zip(ids, sizes, strict=True)]
-        chunks.append(Chunk(event_type, Ids.of(ids), Encoded.of(events), route))
+        chunks.append(Chunk.of(event_type, ids, events, route))
     return chunks
 
 
@@ -67,7 +59,9 @@ def test_chunked_batches_equal_the_per_event_rule(seed):
     )
     chunks = random_chunks(rng, routes=rng.choice([1, 3]))
     events = [
-        (c.event_type, i, e, c.route) for c in chunks for i, e in zip(c.ids, c.encoded, strict=True)
+        (c.event_type, i, e, c.route)
+        for c in chunks
+        for i, e in zip(c.ids.to_pylist(), c.events(), strict=True)
     ]
     expected, expected_too_large = greedy(events, limits)
     too_large: list[Chunk] = []
@@ -76,7 +70,7 @@ def test_chunked_batches_equal_the_per_event_rule(seed):
     for batch in batches:  # a body is its events joined, from the chunks' buffers
         assert bytes(batch.body(b"[", b"]")) == b"[" + b",".join(batch.encoded()) + b"]"
         assert batch.encoded_bytes() == sum(len(e) + 1 for e in batch.encoded())
-    assert [(c.event_type, c.ids[0], c.encoded[0], c.route) for c in too_large] == (
+    assert [(c.event_type, c.ids[0].as_py(), c.events()[0], c.route) for c in too_large] == (
         expected_too_large
     )
     for batch in batches:  # and every batch is within the limits
@@ -87,15 +81,14 @@ def test_chunked_batches_equal_the_per_event_rule(seed):
 
 def test_an_event_at_the_byte_limit_goes_alone():
     limits = Limits(max_events=10, max_bytes=100)
-    chunk = Chunk("t", Ids.of(["a", "b", "c"]), Encoded.of([b"x" * 100, b"y" * 10, b"z" * 100]))
+    chunk = Chunk.of("t", ["a", "b", "c"], [b"x" * 100, b"y" * 10, b"z" * 100])
     assert [len(b) for b in cut_batches([chunk], limits)] == [1, 1, 1]
 
 
 @pytest.mark.parametrize("sizes", [[1, 1], [3, 4, 1], [2, 2, 2, 2, 2], [1, 6]])
 def test_halves_split_at_the_middle_event(sizes):
     parts = tuple(
-        Chunk(f"t{p}", Ids.of([f"{p}-{i}" for i in range(n)]), Encoded.of([b"{}"] * n))
-        for p, n in enumerate(sizes)
+        Chunk.of(f"t{p}", [f"{p}-{i}" for i in range(n)], [b"{}"] * n) for p, n in enumerate(sizes)
     )
     batch = Batch(parts)
     first, rest = batch.halves()
@@ -103,15 +96,16 @@ def test_halves_split_at_the_middle_event(sizes):
     assert list(first.events()) + list(rest.events()) == list(batch.events())
 
 
-def test_encoded_events_slice_and_take_without_losing_bytes():
+def test_chunks_slice_and_take_without_losing_bytes():
     events = [b'{"a":1}', b"", b'"x,y"', b"[" * 300]
-    encoded = Encoded.of(events)
-    assert list(encoded) == events and encoded.sizes().tolist() == list(map(len, events))
-    assert list(encoded.slice(1, 3)) == events[1:3]
-    assert bytes(encoded.slice(1, 4).joined()) == b",".join(events[1:4])
-    assert list(encoded.take([3, 0, 2])) == [events[3], events[0], events[2]]
-    assert list(encoded.slice(1, 4).take([2, 0])) == [events[3], events[1]]
-    assert len(Encoded.of([])) == 0 and len(encoded.take([])) == 0
+    chunk = Chunk.of("t", ["a", "b", "c", "d"], events)
+    assert chunk.events() == events and chunk.sizes().tolist() == list(map(len, events))
+    assert chunk.part(1, 3).events() == events[1:3]
+    assert Batch((chunk.part(1, 4),)).body(b"[", b"]") == b"[" + b",".join(events[1:4]) + b"]"
+    assert chunk.take([3, 0, 2]).events() == [events[3], events[0], events[2]]
+    assert chunk.part(1, 4).take([2, 0]).events() == [events[3], events[1]]
+    assert chunk.part(1, 4).take([2, 0]).ids.to_pylist() == ["d", "b"]
+    assert len(Chunk.of("t", [], [])) == 0 and len(chunk.take([])) == 0
 
 
 def test_batch_id_hashes_each_event_however_the_runs_are_cut():
@@ -126,21 +120,8 @@ def test_batch_id_hashes_each_event_however_the_runs_are_cut():
 
 
 @pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
-def test_ids_read_arrow_in_place_and_keep_every_id(kind):
-    ids = ["a", "", "é-ü", "x" * 40, "id-4"]
-    array = pa.array(["skip", *ids], type=kind).slice(1)  # an offset into the buffers
-    read = Ids.from_arrow(array)
-    assert list(read) == ids and read[2] == "é-ü"
-    assert list(read.slice(1, 4)) == ids[1:4]
-    assert list(read.take([4, 0, 2])) == [ids[4], ids[0], ids[2]]
-    assert list(read.slice(2, 5).take([1])) == [ids[3]]
-    assert read.slice(1, 4).to_arrow().to_pylist() == ids[1:4]
-    assert Ids.of(ids).to_arrow().to_pylist() == ids and len(Ids.of([]).to_arrow()) == 0
-    with pytest.raises(ValueError, match="without an id"):
-        Ids.from_arrow(pa.array(["a", None], type=kind))
-
-
-def test_batch_id_of_ids_read_from_arrow_equals_the_one_of_their_strings():
+def test_batch_id_of_arrow_ids_equals_the_one_of_their_strings(kind):
     ids = [f"id-{i}" for i in range(7)] + ["é\x1f"]
-    read = Ids.from_arrow(pa.array(["x", *ids]).slice(1))
-    assert batch_id([("a", read.slice(0, 3)), ("a", read.slice(3, 8))]) == batch_id([("a", ids)])
+    read = pa.array(["x", *ids], kind).slice(1)  # an offset into the buffers
+    runs = [("a", read.slice(0, 3)), ("a", read.slice(3, 8))]
+    assert batch_id(runs) == batch_id([("a", ids)])

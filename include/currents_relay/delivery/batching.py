@@ -1,184 +1,112 @@
 """Cutting encoded events into requests within a partner's limits, a chunk at a time.
 
-Events arrive as `Chunk`s (consecutive events of one event type and route, already encoded,
-back to back in one buffer); a `Batch` is one request's worth: slices of chunks, in order.
-Cut points are found with a cumulative sum and a binary search per batch, so nothing here
-loops over events in Python: the batches are exactly those of the greedy rule "add events in
-order while the batch stays within the count and byte limits", which a test checks against a
-per-event version. A batch's body is its chunks' slices joined, never one object per event,
-and its events' ids stay as Arrow keeps them (`Ids`) from the lake to the ledger.
+Events arrive as `Chunk`s: consecutive events of one event type and route, their ids an
+Arrow string array and their wire JSON an Arrow binary array whose values each end with a
+comma, so consecutive events are one slice of its data buffer. A `Batch` is one request's
+worth: slices of chunks, in order. Cut points are found with a cumulative sum and a binary
+search per batch, so nothing here loops over events in Python: the batches are exactly those
+of the greedy rule "add events in order while the batch stays within the count and byte
+limits", which a test checks against a per-event version. A batch's body is its chunks'
+slices joined, never one object per event.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
-def _gathered(
-    buffer: memoryview, bounds: np.ndarray, indices: list[int] | np.ndarray
-) -> tuple[bytes, np.ndarray]:
-    """The slices `buffer[bounds[i]:bounds[i + 1]]` at `indices`, in that order, joined into
-    a buffer of their own, and their bounds there."""
-    at = np.asarray(indices, dtype=np.int64)
-    starts, stops = bounds[at].tolist(), bounds[at + 1].tolist()
-    gathered = np.zeros(len(at) + 1, dtype=np.int64)
-    np.cumsum(bounds[at + 1] - bounds[at], out=gathered[1:])
-    return b"".join(buffer[a:b] for a, b in zip(starts, stops, strict=True)), gathered
+def _offsets(array: pa.Array) -> np.ndarray:
+    """The value offsets of a (large) string or binary array, as sliced."""
+    width = np.int64 if array.type in (pa.large_binary(), pa.large_string()) else np.int32
+    offsets = np.frombuffer(array.buffers()[1], dtype=width)
+    return offsets[array.offset : array.offset + len(array) + 1]
 
 
-class Encoded:
-    """Encoded events back to back, each followed by a comma: event i is
-    `buffer[bounds[i]:bounds[i + 1] - 1]`, so consecutive events are one slice."""
-
-    __slots__ = ("bounds", "buffer")
-
-    def __init__(self, buffer: np.ndarray | bytes, bounds: np.ndarray) -> None:
-        self.buffer = memoryview(buffer).cast("B")
-        self.bounds = bounds
-
-    @classmethod
-    def of(cls, events: Sequence[bytes]) -> Encoded:
-        sizes = np.fromiter(map(len, events), dtype=np.int64, count=len(events))
-        bounds = np.zeros(len(events) + 1, dtype=np.int64)
-        np.cumsum(sizes + 1, out=bounds[1:])
-        return cls(b",".join(events) + b"," if events else b"", bounds)
-
-    def __len__(self) -> int:
-        return len(self.bounds) - 1
-
-    def __getitem__(self, index: int) -> bytes:
-        return bytes(self.buffer[self.bounds[index] : self.bounds[index + 1] - 1])
-
-    def __iter__(self) -> Iterator[bytes]:
-        for index in range(len(self)):
-            yield self[index]
-
-    def slice(self, start: int, stop: int) -> Encoded:
-        return Encoded(self.buffer, self.bounds[start : stop + 1])
-
-    def take(self, indices: list[int] | np.ndarray) -> Encoded:
-        """The events at `indices`, in that order, in a buffer of their own."""
-        return Encoded(*_gathered(self.buffer, self.bounds, indices))  # with their commas
-
-    def sizes(self) -> np.ndarray:
-        """Each event's bytes (without its comma)."""
-        return np.diff(self.bounds) - 1
-
-    def joined(self) -> memoryview:
-        """The events joined with commas (no copy)."""
-        return self.buffer[self.bounds[0] : self.bounds[-1] - 1]
+def _data(array: pa.Array) -> memoryview:
+    """The values of a string or binary array back to back (no copy)."""
+    data = array.buffers()[2]
+    if data is None or not len(array):
+        return memoryview(b"")
+    offsets = _offsets(array)
+    return memoryview(data)[int(offsets[0]) : int(offsets[-1])]
 
 
-class Ids:
-    """Event ids back to back, as an Arrow string array holds them: id i is
-    `data[offsets[i]:offsets[i + 1]]` (UTF-8), so a run of ids is one slice and the ledger
-    records a batch's ids without a Python string per event."""
-
-    __slots__ = ("data", "offsets")
-
-    def __init__(self, data: np.ndarray | bytes | memoryview, offsets: np.ndarray) -> None:
-        self.data = memoryview(data).cast("B")
-        self.offsets = offsets
-
-    @classmethod
-    def of(cls, ids: Sequence[str]) -> Ids:
-        encoded = [event_id.encode() for event_id in ids]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
-        return cls(b"".join(encoded), offsets)
-
-    @classmethod
-    def from_arrow(cls, array: pa.Array) -> Ids:
-        """The ids of a string or large string array (read in place, no copy)."""
-        if array.null_count:
-            raise ValueError(f"{array.null_count} event(s) without an id")
-        if pa.types.is_large_string(array.type):
-            width = np.int64
-        elif pa.types.is_string(array.type):
-            width = np.int32
-        else:
-            raise TypeError(f"ids of type {array.type}: expected a string array")
-        _, offsets, data = array.buffers()
-        bounds = np.frombuffer(offsets, dtype=width)[array.offset : array.offset + len(array) + 1]
-        return cls(data if data is not None else b"", bounds.astype(np.int64))
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, index: int) -> str:
-        return bytes(self.data[self.offsets[index] : self.offsets[index + 1]]).decode()
-
-    def __iter__(self) -> Iterator[str]:
-        for index in range(len(self)):
-            yield self[index]
-
-    def __repr__(self) -> str:
-        return f"Ids({list(self)!r})"
-
-    def slice(self, start: int, stop: int) -> Ids:
-        return Ids(self.data, self.offsets[start : stop + 1])
-
-    def take(self, indices: list[int] | np.ndarray) -> Ids:
-        """The ids at `indices`, in that order, in a buffer of their own."""
-        return Ids(*_gathered(self.data, self.offsets, indices))
-
-    def to_arrow(self) -> pa.StringArray:
-        """A string array of the ids (one copy of their bytes)."""
-        first, last = int(self.offsets[0]), int(self.offsets[-1])
-        offsets = (self.offsets - first).astype(np.int32)
-        data = pa.py_buffer(bytes(self.data[first:last]))
-        return pa.StringArray.from_buffers(len(self), pa.py_buffer(offsets), data)
-
-    def keyed(self, event_type: str) -> bytes:
-        """`<event_type>\x1f<id>\x1e` for each id, one after the other (what batch ids hash)."""
-        head = f"{event_type}\x1f".encode()
-        bounds = self.offsets.tolist()
-        data = self.data
-        return b"".join(head + data[a:b] + b"\x1e" for a, b in itertools.pairwise(bounds))
+def encoded_events(events: Sequence[bytes]) -> pa.Array:
+    """Encoded events as a binary array, each value followed by a comma."""
+    sizes = np.fromiter(map(len, events), dtype=np.int64, count=len(events))
+    offsets = np.zeros(len(events) + 1, dtype=np.int64)
+    np.cumsum(sizes + 1, out=offsets[1:])
+    data = b",".join(events) + b"," if events else b""
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    return pa.Array.from_buffers(pa.large_binary(), len(events), buffers)
 
 
-def batch_id(runs: Iterable[tuple[str, Ids | Sequence[str]]]) -> str:
+def batch_id(runs: Iterable[tuple[str, pa.Array | Sequence[str]]]) -> str:
     """A digest of a batch's events, given as (event_type, ids) runs: names the request and
     feeds partner dedup keys (mParticle's `source_request_id`), so the same batch always gets
     the same id. It hashes `<event_type>\x1f<id>\x1e` per event, however the runs are cut."""
     digest = hashlib.blake2b(digest_size=12)  # updates in pieces: the digest of their join
     for event_type, ids in runs:
         if len(ids):
-            digest.update((ids if isinstance(ids, Ids) else Ids.of(ids)).keyed(event_type))
+            array = (
+                ids.cast(pa.string()) if isinstance(ids, pa.Array) else pa.array(ids, pa.string())
+            )
+            digest.update(
+                _data(pc.binary_join_element_wise(f"{event_type}\x1f", array, "\x1e", ""))
+            )
     return digest.hexdigest()
 
 
 class Chunk(NamedTuple):
-    """Consecutive events of one event type and route, each encoded as its wire JSON."""
+    """Consecutive events of one event type and route: their ids (a string array) and wire
+    JSON (`encoded_events`)."""
 
     event_type: str
-    ids: Ids
-    encoded: Encoded
+    ids: pa.Array
+    encoded: pa.Array
     route: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        event_type: str,
+        ids: pa.Array | Sequence[str],
+        events: Sequence[bytes],
+        route: str = "",
+    ) -> Chunk:
+        ids = ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string())
+        return cls(event_type, ids, encoded_events(events), route)
 
     def __len__(self) -> int:  # type: ignore[override]  # events, not fields
         return len(self.ids)
 
     def part(self, start: int, stop: int) -> Chunk:
-        return Chunk(
-            self.event_type,
-            self.ids.slice(start, stop),
-            self.encoded.slice(start, stop),
-            self.route,
-        )
+        ids, encoded = self.ids.slice(start, stop - start), self.encoded.slice(start, stop - start)
+        return Chunk(self.event_type, ids, encoded, self.route)
 
-    def take(self, indices: list[int]) -> Chunk:
+    def take(self, indices: list[int] | np.ndarray) -> Chunk:
         """The events at `indices`, in that order (their bytes copied)."""
-        return Chunk(
-            self.event_type, self.ids.take(indices), self.encoded.take(indices), self.route
-        )
+        return self.routed(indices, self.route)
+
+    def routed(self, indices: list[int] | np.ndarray, route: str) -> Chunk:
+        """The events at `indices`, in that order, sent on `route`."""
+        at = pa.array(indices, pa.int64())
+        return Chunk(self.event_type, self.ids.take(at), self.encoded.take(at), route)
+
+    def sizes(self) -> np.ndarray:
+        """Each event's bytes (without its comma)."""
+        return np.diff(_offsets(self.encoded)) - 1
+
+    def events(self) -> list[bytes]:
+        """Each event's JSON."""
+        return [event[:-1] for event in self.encoded.to_pylist()]
 
 
 @dataclass(frozen=True)
@@ -196,29 +124,27 @@ class Batch:
 
     def encoded_bytes(self) -> int:
         """The bytes of its events' JSON, a comma each."""
-        return sum(int(part.encoded.bounds[-1] - part.encoded.bounds[0]) for part in self.parts)
+        return sum(len(_data(part.encoded)) for part in self.parts)
 
     def encoded(self) -> list[bytes]:
         """Each event's JSON (for bodies that regroup events)."""
-        return [event for part in self.parts for event in part.encoded]
+        return [event for part in self.parts for event in part.events()]
 
     def body(self, head: bytes, tail: bytes) -> bytes:
         """`head`, the events joined with commas, `tail` (each part's events are one slice of
         its chunk's buffer)."""
-        pieces: list[bytes | memoryview] = [head]
-        for part in self.parts:
-            pieces += (part.encoded.joined(), b",")
-        pieces[-1] = tail
-        return b"".join(pieces)
+        pieces = [head, *(_data(part.encoded) for part in self.parts)]
+        pieces[-1] = pieces[-1][:-1]  # the last event's comma
+        return b"".join([*pieces, tail])
 
-    def runs(self) -> list[tuple[str, Ids]]:
+    def runs(self) -> list[tuple[str, pa.Array]]:
         """(event_type, ids) runs, as the ledger records them."""
         return [(part.event_type, part.ids) for part in self.parts]
 
     def events(self) -> Iterator[tuple[str, str, bytes]]:
         """(event_type, id, encoded) per event (dead letters: a few events at a time)."""
         for part in self.parts:
-            for event_id, encoded in zip(part.ids, part.encoded, strict=True):
+            for event_id, encoded in zip(part.ids.to_pylist(), part.events(), strict=True):
                 yield part.event_type, event_id, encoded
 
     def halves(self) -> tuple[Batch, Batch]:
@@ -282,7 +208,7 @@ def cut_batches(
     for chunk in chunks:
         if not len(chunk):
             continue
-        lengths = chunk.encoded.sizes()
+        lengths = chunk.sizes()
         if int(lengths.max()) > limits.event_limit:
             oversized = np.flatnonzero(lengths > limits.event_limit)
             if too_large is not None:

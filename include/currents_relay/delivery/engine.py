@@ -44,19 +44,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import requests
 
 from currents_relay.catalogue import LINEAGE_FIELDS
-from currents_relay.delivery.batching import (
-    Batch,
-    Chunk,
-    Encoded,
-    Ids,
-    Limits,
-    batch_id,
-    cut_batches,
-)
+from currents_relay.delivery.batching import Batch, Chunk, Limits, batch_id, cut_batches
 from currents_relay.delivery.http import (
     HttpSettings,
     failure_kind,
@@ -207,19 +200,14 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
-def _routed(event_type: str, ids: Ids, encoded: Encoded, routes: list[str]) -> list[Chunk]:
+def _routed(chunk: Chunk, routes: list[str]) -> list[Chunk]:
     """A chunk's events, one chunk per route (requests never mix routes: mParticle's feeds)."""
-    chunk = Chunk(event_type, ids, encoded, routes[0] if routes else "")
     if routes.count(chunk.route) == len(routes):
         return [chunk]
     indices: dict[str, list[int]] = {}
     for index, where in enumerate(routes):
         indices.setdefault(where, []).append(index)
-    routed = []
-    for where, rows in indices.items():
-        part = chunk.take(rows)
-        routed.append(Chunk(event_type, part.ids, part.encoded, where))
-    return routed
+    return [chunk.routed(rows, where) for where, rows in indices.items()]
 
 
 class _Ramp:
@@ -409,9 +397,9 @@ class Delivery:
         frame = frame.select(
             [name for name, count in zip(frame.columns, nulls, strict=True) if count < frame.height]
         )
-        ids = Ids.from_arrow(frame["id"].to_arrow())
-        encoded, routes = written(self.partner, frame, self.pii)
-        yield from _routed(event_type, ids, encoded, routes)
+        events, routes = written(self.partner, frame, self.pii)
+        ids = frame["id"].to_arrow().cast(pa.string())
+        yield from _routed(Chunk.of(event_type, ids, events, routes[0]), routes)
 
     def _limits(self) -> Limits:
         partner = self.partner
@@ -433,7 +421,7 @@ class Delivery:
 
     def _dead_letter_too_large(self, found: list[Chunk], limits: Limits) -> None:
         for one in found:
-            size = len(one.encoded[0])
+            size = int(one.sizes()[0])
             self._dead_letter(Batch((one,)), 413, f"too_large: {size} bytes > {limits.event_limit}")
         found.clear()
 
@@ -469,8 +457,7 @@ class Delivery:
                 body=gzip.compress(request.body, compresslevel=1),
                 headers=request.headers | {"Content-Encoding": "gzip"},
             )
-        runs = [(event_type, ids.to_arrow()) for event_type, ids in batch.runs()]
-        return Outgoing(bid, len(body), request, Acknowledgement.of(runs, bid))
+        return Outgoing(bid, len(body), request, Acknowledgement.of(batch.runs(), bid))
 
     def _session(self) -> requests.Session:
         """This sending thread's session (one kept connection)."""

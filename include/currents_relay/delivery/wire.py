@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 import polars as pl
 
-from currents_relay.delivery.batching import Encoded
 from currents_relay.delivery.partner import Partner
 from currents_relay.delivery.pii import PiiPolicy
 
@@ -38,7 +37,7 @@ def rows(frame: pl.DataFrame) -> Iterator[dict[str, Any]]:
 
 def written(
     partner: Partner, frame: pl.DataFrame, pii: PiiPolicy | None = None
-) -> tuple[Encoded, list[str]]:
+) -> tuple[list[bytes], list[str]]:
     """Each row's wire event (JSON) and route, in order."""
     apply_pii = pii.apply if pii is not None and pii.active else None
     wire_event, route = partner.wire_event, partner.route
@@ -48,4 +47,4 @@ def written(
             row = apply_pii(row)
         routes.append(route(row))
         events.append(dumps(wire_event(row)))
-    return Encoded.of(events), routes
+    return events, routes
