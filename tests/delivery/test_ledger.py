@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from currents_relay import arrays
 from currents_relay.delivery import ledger as ledger_module
 from currents_relay.delivery.engine import Delivery, Selection
 from currents_relay.delivery.ledger import (
@@ -18,7 +19,6 @@ from currents_relay.delivery.ledger import (
     JOURNAL_SCHEMA,
     Ledger,
     ParquetCopy,
-    _string_array,
     read_journal,
 )
 from currents_relay.lake import Lake
@@ -123,10 +123,11 @@ def test_a_push_from_an_object_store_lake_delivers_every_event_once(
     assert again["requests"] == 0 and again["delivered"] == counts["delivered"]
 
 
-def test_recording_and_reading_acknowledgements_never_imports_pandas(tmp_path):
-    """pyarrow's `array`/`scalar` import pandas (0.2 s) on first use: the ledger avoids them."""
+def test_batching_recording_and_reading_acknowledgements_never_import_pandas(tmp_path):
+    """pyarrow's `array`/`scalar` import pandas (0.2 s) on first use: the push avoids them."""
     code = f"""
 import sys
+from currents_relay.delivery.batching import Chunk, Limits, batch_id, cut_batches
 from currents_relay.delivery.ledger import (
     ACK_SCHEMA,
     JOURNAL_SCHEMA,
@@ -137,15 +138,21 @@ from currents_relay.delivery.ledger import (
 from currents_relay.lake import Lake
 ledger = Ledger(Lake({str(tmp_path)!r}), "d", "{HOUR}")
 ledger.acknowledge([("{OPEN}", ["a", "é"]), ("t", []), ("u", ["c"])], "b1", 200)
+chunks = [Chunk.of("t", ["x", "y", "z"], [b"{{}}", b"[1]", b"2" * 50], "r")]
+too_large = []
+for batch in cut_batches(chunks, Limits(2, 40), too_large):
+    assert batch.body(b"[", b"]") in (b"[{{}},[1]]",)
+    ledger.acknowledge(batch.runs(), batch_id(batch.runs()), 200)
+assert [c.ids.to_pylist() for c in too_large] == [["z"]]
 ledger.close()
 again = Ledger(Lake({str(tmp_path)!r}), "d", "{HOUR}")
-assert sum(len(keys) for keys in again.acknowledged.values()) == 3
+assert sum(len(keys) for keys in again.acknowledged.values()) == 5
 assert "pandas" not in sys.modules, "the ledger imported pandas"
 """
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     table = pq.read_table(next((tmp_path / "deliveries" / "d").rglob("ack-*.parquet")))
-    assert table.column("id").to_pylist() == ["a", "é", "c"]
-    assert table.column("event_type").to_pylist() == [OPEN, OPEN, "u"]
+    assert table.column("id").to_pylist() == ["a", "é", "c", "x", "y"]
+    assert table.column("event_type").to_pylist() == [OPEN, OPEN, "u", "t", "t"]
     assert set(table.column("status").to_pylist()) == {200}
 
 
@@ -171,7 +178,7 @@ def test_ids_are_hashed_only_where_the_ledger_holds_their_event_type(tmp_path, m
 
 
 @pytest.mark.parametrize("count", [0, 1, 4, 5, 300])
-def test_string_arrays_are_built_whole_short_or_long(count):
+def test_string_arrays_keep_every_value(count):
     values = [["é", "", "a\x00b", "🎉 x"][i % 4] + str(i) for i in range(count)]
-    built = _string_array(values)
+    built = arrays.strings(values)
     assert built.type == pa.string() and built.to_pylist() == values

@@ -21,31 +21,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-
-def _offsets(array: pa.Array) -> np.ndarray:
-    """The value offsets of a (large) string or binary array, as sliced."""
-    width = np.int64 if array.type in (pa.large_binary(), pa.large_string()) else np.int32
-    offsets = np.frombuffer(array.buffers()[1], dtype=width)
-    return offsets[array.offset : array.offset + len(array) + 1]
-
-
-def _data(array: pa.Array) -> memoryview:
-    """The values of a string or binary array back to back (no copy)."""
-    data = array.buffers()[2]
-    if data is None or not len(array):
-        return memoryview(b"")
-    offsets = _offsets(array)
-    return memoryview(data)[int(offsets[0]) : int(offsets[-1])]
+from currents_relay import arrays
 
 
 def encoded_events(events: Sequence[bytes]) -> pa.Array:
     """Encoded events as a binary array, each value followed by a comma."""
-    sizes = np.fromiter(map(len, events), dtype=np.int64, count=len(events))
-    offsets = np.zeros(len(events) + 1, dtype=np.int64)
-    np.cumsum(sizes + 1, out=offsets[1:])
-    data = b",".join(events) + b"," if events else b""
-    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
-    return pa.Array.from_buffers(pa.large_binary(), len(events), buffers)
+    sizes = np.fromiter(map(len, events), dtype=np.int64, count=len(events)) + 1
+    return arrays.from_sizes(pa.large_binary(), sizes, b",".join(events) + b"," if events else b"")
 
 
 def batch_id(runs: Iterable[tuple[str, pa.Array | Sequence[str]]]) -> str:
@@ -55,12 +37,9 @@ def batch_id(runs: Iterable[tuple[str, pa.Array | Sequence[str]]]) -> str:
     digest = hashlib.blake2b(digest_size=12)  # updates in pieces: the digest of their join
     for event_type, ids in runs:
         if len(ids):
-            array = (
-                ids.cast(pa.string()) if isinstance(ids, pa.Array) else pa.array(ids, pa.string())
-            )
-            digest.update(
-                _data(pc.binary_join_element_wise(f"{event_type}\x1f", array, "\x1e", ""))
-            )
+            array = ids.cast(pa.string()) if isinstance(ids, pa.Array) else arrays.strings(ids)
+            head, tail, separator = arrays.strings([f"{event_type}\x1f", "\x1e", ""])
+            digest.update(arrays.joined(pc.binary_join_element_wise(head, array, tail, separator)))
     return digest.hexdigest()
 
 
@@ -81,7 +60,7 @@ class Chunk(NamedTuple):
         events: Sequence[bytes],
         route: str = "",
     ) -> Chunk:
-        ids = ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string())
+        ids = ids if isinstance(ids, pa.Array) else arrays.strings(ids)
         return cls(event_type, ids, encoded_events(events), route)
 
     def __len__(self) -> int:  # type: ignore[override]  # events, not fields
@@ -97,12 +76,12 @@ class Chunk(NamedTuple):
 
     def routed(self, indices: list[int] | np.ndarray, route: str) -> Chunk:
         """The events at `indices`, in that order, sent on `route`."""
-        at = pa.array(indices, pa.int64())
+        at = arrays.integers(indices)
         return Chunk(self.event_type, self.ids.take(at), self.encoded.take(at), route)
 
     def sizes(self) -> np.ndarray:
         """Each event's bytes (without its comma)."""
-        return np.diff(_offsets(self.encoded)) - 1
+        return np.diff(arrays.offsets(self.encoded)) - 1
 
     def events(self) -> list[bytes]:
         """Each event's JSON."""
@@ -124,7 +103,7 @@ class Batch:
 
     def encoded_bytes(self) -> int:
         """The bytes of its events' JSON, a comma each."""
-        return sum(len(_data(part.encoded)) for part in self.parts)
+        return sum(len(arrays.joined(part.encoded)) for part in self.parts)
 
     def encoded(self) -> list[bytes]:
         """Each event's JSON (for bodies that regroup events)."""
@@ -133,7 +112,7 @@ class Batch:
     def body(self, head: bytes, tail: bytes) -> bytes:
         """`head`, the events joined with commas, `tail` (each part's events are one slice of
         its chunk's buffer)."""
-        pieces = [head, *(_data(part.encoded) for part in self.parts)]
+        pieces = [head, *(arrays.joined(part.encoded) for part in self.parts)]
         pieces[-1] = pieces[-1][:-1]  # the last event's comma
         return b"".join([*pieces, tail])
 

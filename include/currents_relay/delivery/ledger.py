@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import threading
 import time
 import uuid
@@ -38,6 +37,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from currents_relay import arrays
 from currents_relay.keyset import KeySet, keys_of
 from currents_relay.lake import Lake
 from currents_relay.workers import Senders
@@ -80,29 +80,6 @@ DEAD_SCHEMA = pa.schema(
 )
 
 
-def _string_array(values: Sequence[str]) -> pa.Array:
-    """A string array built from its buffers: `pa.array` and `pa.scalar` import pandas (0.2 s)
-    the first time, and polars adds ~0.15 ms a call (one call per request)."""
-    if len(values) <= 4:  # a batch's labels: numpy's per-call costs would be most of it
-        encoded = [value.encode() for value in values]
-        bounds = np.array([0, *itertools.accumulate(map(len, encoded))], dtype=np.int32)
-        return pa.StringArray.from_buffers(
-            len(values), pa.py_buffer(bounds), pa.py_buffer(b"".join(encoded))
-        )
-    data = "".join(values).encode()
-    sizes = np.fromiter(map(len, values), dtype=np.int32, count=len(values))
-    if len(data) != sizes.sum():  # not all ASCII: sizes in bytes, not characters
-        sizes = np.fromiter((len(value.encode()) for value in values), np.int32, len(values))
-    offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum(sizes, out=offsets[1:])
-    return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(data))
-
-
-def _repeated(kind: pa.DataType, value: np.generic, n: int) -> pa.Array:
-    """`value` n times, as an array of `kind` (a fixed-width type), built from its buffer."""
-    return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(np.full(n, value))])
-
-
 @dataclass(frozen=True)
 class Acknowledgement:
     """The columns a batch's acknowledgement records that do not depend on the answer, built
@@ -120,7 +97,7 @@ class Acknowledgement:
         """The records of (event_type, ids) runs sent as the batch `batch`."""
         runs = [(t, run_ids) for t, run_ids in runs if len(run_ids)]
         ids = [
-            run_ids if isinstance(run_ids, pa.Array) else _string_array(run_ids)
+            run_ids if isinstance(run_ids, pa.Array) else arrays.strings(run_ids)
             for _, run_ids in runs
         ]
         names = [t for t, _ in runs]  # the same event type twice is two runs: kept as it comes
@@ -129,14 +106,14 @@ class Acknowledgement:
         if len(runs) == 1:  # the usual batch: one run, its ids as they are
             return cls(batch, _labels(zeros, names), ids[0], _labels(zeros, [batch]))
         which = np.repeat(np.arange(len(runs), dtype=np.int32), sizes)
-        joined = pa.concat_arrays(ids) if ids else _string_array([])
+        joined = pa.concat_arrays(ids) if ids else arrays.strings([])
         return cls(batch, _labels(which, names), joined, _labels(zeros, [batch]))
 
 
 def _labels(indices: np.ndarray, names: list[str]) -> pa.Array:
     """A dictionary array: `names[i]` for each i of `indices`."""
     return pa.DictionaryArray.from_buffers(
-        LABEL, len(indices), [None, pa.py_buffer(indices)], dictionary=_string_array(names)
+        LABEL, len(indices), [None, pa.py_buffer(indices)], dictionary=arrays.strings(names)
     )
 
 
@@ -363,8 +340,8 @@ class Ledger:
                 prepared.event_types,
                 prepared.ids,
                 prepared.batch_ids,
-                _repeated(ACK_SCHEMA.field("status").type, np.int32(status), n),
-                _repeated(ACK_SCHEMA.field("acknowledged_at").type, np.int64(now), n),
+                arrays.repeated(ACK_SCHEMA.field("status").type, np.int32(status), n),
+                arrays.repeated(ACK_SCHEMA.field("acknowledged_at").type, np.int64(now), n),
                 _labels(zeros, [acknowledgement]),
                 sent_as_labels,
             ],
