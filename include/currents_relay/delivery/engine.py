@@ -74,9 +74,6 @@ OFF_THE_WIRE = frozenset(("timestamp", *LINEAGE_FIELDS))
 # the chunk bounds the push's memory (a 5M-event hour to Treasure Data peaked at ~820 MB with
 # 20,000 rows, ~690 MB with 10,000, ~610 MB with 5,000, which cost more CPU).
 ENCODE_CHUNK_ROWS = 10_000
-# The run's first rows go in smaller chunks, each twice the one before, so the first request
-# leaves while the rest is still being written (its batch is ready after ~5k rows, not 20k).
-FIRST_CHUNK_ROWS = 5_000
 # Encoded bytes waiting for a sender: enough for every sender to find a batch ready while
 # the task's thread encodes the next chunk, little enough to keep memory flat.
 SEND_AHEAD_BYTES = 32 << 20
@@ -210,24 +207,6 @@ def _routed(chunk: Chunk, routes: list[str]) -> list[Chunk]:
     return [chunk.routed(rows, where) for where, rows in indices.items()]
 
 
-class _Ramp:
-    """Chunk sizes from `first` rows, doubling up to `full`: a frame cut into such pieces."""
-
-    def __init__(self, first: int, full: int) -> None:
-        self.size, self.full = min(first, full), full
-
-    def pieces(self, frame: pl.DataFrame) -> Iterator[pl.DataFrame]:
-        start = 0
-        while self.size < self.full and start < frame.height:
-            yield frame.slice(start, self.size)
-            start += self.size
-            self.size = min(2 * self.size, self.full)
-        if start == 0:
-            yield frame
-        elif start < frame.height:
-            yield frame.slice(start)
-
-
 @dataclass(frozen=True)
 class Outgoing:
     """A batch's id, its request (body: `size` bytes before any gzip) and what the ledger
@@ -340,7 +319,6 @@ class Delivery:
         deterministic (a re-run of an hour writes the same files), so the same events form the
         same batches.
         """
-        ramp = _Ramp(FIRST_CHUNK_ROWS, ENCODE_CHUNK_ROWS)
         for event_type, files in self.committed.event_files().items():
             accepted = self.selection.accepts(event_type, self.partner.default_event_types)
             for relative in files:
@@ -360,8 +338,7 @@ class Delivery:
                         kept += frame.height
                         # One Arrow array per column (the streaming filter hands over a
                         # few per column), joined here rather than on the task's thread.
-                        for piece in ramp.pieces(frame):
-                            yield event_type, piece.rechunk()
+                        yield event_type, frame.rechunk()
                     if kept < rows:
                         yield event_type, Skipped("anonymous", rows - kept)
 
