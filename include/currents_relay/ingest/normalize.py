@@ -23,7 +23,6 @@ from functools import cache
 from itertools import chain
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -358,22 +357,8 @@ def _event_problem(event: Any) -> str | None:
 
 def _groups(events: list[Any]) -> tuple[dict[str | None, list[int]], Reasons]:
     """Positions of the events by event type (None: no type), and the events refused whole."""
-    types = [event.get("event_type") for event in events] if _all(events, dict) else None
-    if types is not None and _all(types, str, type(None)):
-        try:  # positions by Arrow, not by a Python loop
-            encoded = pa.array(types, pa.string()).dictionary_encode()
-        except (pa.ArrowException, UnicodeError):
-            encoded = None  # a type that is not UTF-8: grouped below, refused later
-        if encoded is not None:
-            indices = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-            names = [name or None for name in encoded.dictionary.to_pylist()]
-            groups: dict[str | None, list[int]] = {}
-            for index, name in [(-1, None), *enumerate(names)]:
-                found = np.flatnonzero(indices == index).tolist()
-                if found:
-                    groups[name] = sorted(groups.get(name, []) + found)
-            return groups, {}
-    groups, rejected = {}, {}
+    groups: dict[str | None, list[int]] = {}
+    rejected: Reasons = {}
     for offset, event in enumerate(events):
         problem = _event_problem(event)
         if problem:
