@@ -17,9 +17,10 @@ from currents_relay.delivery.engine import Delivery, Selection
 from currents_relay.delivery.ledger import (
     ACK_SCHEMA,
     JOURNAL_SCHEMA,
+    Acknowledgement,
     Ledger,
     ParquetCopy,
-    read_journal,
+    journal_batches,
 )
 from currents_relay.lake import Lake
 from currents_relay.partners.custom_http import CustomHttp
@@ -33,6 +34,14 @@ def batch(n: int, start: int = 0) -> list[tuple[str, list[str]]]:
     return [(OPEN, [f"id-{i}" for i in range(start, start + n)])]
 
 
+def acknowledge(ledger: Ledger, runs, batch_id: str, status: int) -> None:
+    ledger.record(Acknowledgement.of(runs, batch_id), status)
+
+
+def read_journal(fs, path: str) -> pa.Table:
+    return pa.Table.from_batches(list(journal_batches(fs, path)), schema=ACK_SCHEMA)
+
+
 def known(lake_url: str, destination: str = "d") -> int:
     ledger = Ledger(Lake(lake_url), destination, HOUR)
     return sum(len(keys) for keys in ledger.acknowledged.values())
@@ -42,7 +51,7 @@ def test_local_run_appends_to_one_journal_then_folds_it_into_one_parquet(tmp_pat
     monkeypatch.setattr(ParquetCopy, "ROWS", 15)  # the copy written in row groups on the way
     ledger = Ledger(Lake(str(tmp_path)), "d", HOUR)
     for b in range(3):
-        ledger.acknowledge(batch(10, 10 * b), f"b{b}", 200)
+        acknowledge(ledger, batch(10, 10 * b), f"b{b}", 200)
     folder = tmp_path / "deliveries" / "d" / f"hour={HOUR}"
     assert [p.suffix for p in folder.glob("ack-*")] == [".arrows"]
     assert known(str(tmp_path)) == 30  # readable while the run still appends
@@ -60,8 +69,8 @@ def test_local_run_appends_to_one_journal_then_folds_it_into_one_parquet(tmp_pat
 
 def test_a_torn_last_record_loses_only_that_record(tmp_path):
     ledger = Ledger(Lake(str(tmp_path)), "d", HOUR)
-    ledger.acknowledge(batch(10), "b0", 200)
-    ledger.acknowledge(batch(10, 10), "b1", 200)
+    acknowledge(ledger, batch(10), "b0", 200)
+    acknowledge(ledger, batch(10, 10), "b1", 200)
     journal = next((tmp_path / "deliveries" / "d" / f"hour={HOUR}").glob("*.arrows"))
     data = journal.read_bytes()
     journal.write_bytes(data[:-7])  # the process died inside the second write
@@ -71,7 +80,7 @@ def test_a_torn_last_record_loses_only_that_record(tmp_path):
 
 def test_journals_hold_labels_as_dictionaries_and_read_as_the_ledger_schema(tmp_path):
     ledger = Ledger(Lake(str(tmp_path)), "d", HOUR)
-    ledger.acknowledge([(OPEN, ["a", "b"]), ("t", []), ("u", ["c"]), (OPEN, ["d"])], "b0", 200)
+    acknowledge(ledger, [(OPEN, ["a", "b"]), ("t", []), ("u", ["c"]), (OPEN, ["d"])], "b0", 200)
     folder = tmp_path / "deliveries" / "d" / f"hour={HOUR}"
     journal = next(folder.glob("*.arrows"))
     with pa.ipc.open_stream(journal) as stream:
@@ -92,8 +101,8 @@ def test_journals_hold_labels_as_dictionaries_and_read_as_the_ledger_schema(tmp_
 def test_object_stores_get_one_atomic_object_per_acknowledgement(s3_lake):
     lake = Lake(s3_lake)
     ledger = Ledger(lake, "d", HOUR)
-    ledger.acknowledge(batch(10), "b0", 200)
-    ledger.acknowledge(batch(5, 10), "b1", 200)
+    acknowledge(ledger, batch(10), "b0", 200)
+    acknowledge(ledger, batch(5, 10), "b1", 200)
     ledger.close()
     found = lake.fs.find(lake.root)
     names = [p.rsplit("/", 1)[1] for p in found]
@@ -128,21 +137,17 @@ def test_batching_recording_and_reading_acknowledgements_never_import_pandas(tmp
     code = f"""
 import sys
 from currents_relay.delivery.batching import Chunk, Limits, batch_id, cut_batches
-from currents_relay.delivery.ledger import (
-    ACK_SCHEMA,
-    JOURNAL_SCHEMA,
-    Ledger,
-    ParquetCopy,
-    read_journal,
-)
+from currents_relay.delivery.ledger import Acknowledgement, Ledger
 from currents_relay.lake import Lake
+def acknowledge(ledger, runs, batch_id, status):
+    ledger.record(Acknowledgement.of(runs, batch_id), status)
 ledger = Ledger(Lake({str(tmp_path)!r}), "d", "{HOUR}")
-ledger.acknowledge([("{OPEN}", ["a", "é"]), ("t", []), ("u", ["c"])], "b1", 200)
+acknowledge(ledger, [("{OPEN}", ["a", "é"]), ("t", []), ("u", ["c"])], "b1", 200)
 chunks = [Chunk.of("t", ["x", "y", "z"], [b"{{}}", b"[1]", b"2" * 50], "r")]
 too_large = []
 for batch in cut_batches(chunks, Limits(2, 40), too_large):
     assert batch.body(b"[", b"]") in (b"[{{}},[1]]",)
-    ledger.acknowledge(batch.runs(), batch_id(batch.runs()), 200)
+    acknowledge(ledger, batch.runs(), batch_id(batch.runs()), 200)
 assert [c.ids.to_pylist() for c in too_large] == [["z"]]
 ledger.close()
 again = Ledger(Lake({str(tmp_path)!r}), "d", "{HOUR}")
@@ -167,7 +172,7 @@ def test_ids_are_hashed_only_where_the_ledger_holds_their_event_type(tmp_path, m
     acknowledged, dead = first.recorded(OPEN, ids)
     assert not acknowledged.any() and not dead.any()
     assert hashed == []  # an hour's first push hashes no id
-    first.acknowledge(batch(2), "b0", 200)
+    acknowledge(first, batch(2), "b0", 200)
     first.close()
     again = Ledger(Lake(str(tmp_path)), "d", HOUR)  # loading it hashes the recorded ids
     hashed.clear()

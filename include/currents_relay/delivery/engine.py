@@ -152,7 +152,6 @@ class DeliveryStats:
     retries: int = 0
     splits: int = 0
     bytes_sent: int = 0
-    sent_events: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
@@ -581,7 +580,6 @@ class Delivery:
                     if ambiguous:
                         self.maybe_twice_now += len(batch) - resent
                     self.stats.bytes_sent += outgoing.size
-                    self.stats.sent_events += len(batch)
                 self._progress()
                 return
             text = self.partner.redact(response.content[:2000].decode("utf-8", "replace")[:500])

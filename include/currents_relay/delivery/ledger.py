@@ -219,10 +219,6 @@ def _complete(batch: pa.RecordBatch) -> pa.RecordBatch:
     return batch
 
 
-def read_journal(fs: Any, path: str) -> pa.Table:
-    return pa.Table.from_batches(list(journal_batches(fs, path)), schema=ACK_SCHEMA)
-
-
 def ledger_batches(fs: Any, path: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
     """A ledger file (Parquet or journal), a slice at a time: never the whole hour at once."""
     if path.endswith(".arrows"):
@@ -308,17 +304,6 @@ class Ledger:
         pq.write_table(table, buffer, compression="none", write_statistics=False)
         self.lake.write_bytes(self.lake.relative(f"{folder}/{name}"), buffer.getvalue())
 
-    def acknowledge(
-        self,
-        runs: Sequence[tuple[str, pa.StringArray | Sequence[str]]],
-        batch: str,
-        status: int,
-        acknowledgement: str = "confirmed",
-    ) -> None:
-        """Record a 2xx for (event_type, ids) runs: call it before sending anything else (see
-        the module's notes)."""
-        self.record(Acknowledgement.of(runs, batch), status, acknowledgement)
-
     def record(  # safe to call from several threads
         self,
         prepared: Acknowledgement,
@@ -326,8 +311,9 @@ class Ledger:
         acknowledgement: str = "confirmed",
         sent_as: str | np.ndarray = "once",
     ) -> None:
-        """`acknowledge` of a batch's records prepared before it was sent; `sent_as` is one
-        value for every record, or each record's index into `SENT_AS`."""
+        """Record a 2xx for a batch's records, prepared before it was sent: call it before
+        sending anything else (see the module's notes). `sent_as` is one value for every
+        record, or each record's index into `SENT_AS`."""
         n = len(prepared.ids)
         zeros = np.zeros(n, dtype=np.int32)
         if isinstance(sent_as, str):
