@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from currents_relay import arrays
+from currents_relay.delivery import arrays
 from currents_relay.delivery import ledger as ledger_module
 from currents_relay.delivery.engine import Delivery, Selection
 from currents_relay.delivery.ledger import (

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from currents_relay import arrays
+from currents_relay.delivery import arrays
 
 
 def encoded_events(events: Sequence[bytes]) -> pa.Array:

@@ -37,7 +37,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from currents_relay import arrays
+from currents_relay.delivery import arrays
 from currents_relay.keyset import KeySet, keys_of
 from currents_relay.lake import Lake
 from currents_relay.workers import Senders
