@@ -70,13 +70,10 @@ class Chunk(NamedTuple):
         ids, encoded = self.ids.slice(start, stop - start), self.encoded.slice(start, stop - start)
         return Chunk(self.event_type, ids, encoded, self.route)
 
-    def take(self, indices: list[int] | np.ndarray) -> Chunk:
-        """The events at `indices`, in that order (their bytes copied)."""
-        return self.routed(indices, self.route)
-
-    def routed(self, indices: list[int] | np.ndarray, route: str) -> Chunk:
-        """The events at `indices`, in that order, sent on `route`."""
+    def take(self, indices: list[int] | np.ndarray, route: str | None = None) -> Chunk:
+        """The events at `indices`, in that order (their bytes copied), on `route` if given."""
         at = arrays.integers(indices)
+        route = self.route if route is None else route
         return Chunk(self.event_type, self.ids.take(at), self.encoded.take(at), route)
 
     def sizes(self) -> np.ndarray:

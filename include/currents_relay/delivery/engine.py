@@ -203,7 +203,7 @@ def _routed(chunk: Chunk, routes: list[str]) -> list[Chunk]:
     indices: dict[str, list[int]] = {}
     for index, where in enumerate(routes):
         indices.setdefault(where, []).append(index)
-    return [chunk.routed(rows, where) for where, rows in indices.items()]
+    return [chunk.take(rows, where) for where, rows in indices.items()]
 
 
 @dataclass(frozen=True)
