@@ -215,7 +215,7 @@ def _complete(batch: pa.RecordBatch) -> pa.RecordBatch:
     them (a 2xx then was taken as confirmed, sent once)."""
     for name, default in (("acknowledgement", "confirmed"), ("sent_as", "once")):
         if name not in batch.schema.names:
-            batch = batch.append_column(name, pa.array([default] * batch.num_rows, pa.string()))
+            batch = batch.append_column(name, arrays.strings([default] * batch.num_rows))
     return batch
 
 
