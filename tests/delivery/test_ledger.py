@@ -187,3 +187,24 @@ def test_string_arrays_keep_every_value(count):
     values = [["é", "", "a\x00b", "🎉 x"][i % 4] + str(i) for i in range(count)]
     built = arrays.strings(values)
     assert built.type == pa.string() and built.to_pylist() == values
+
+
+def test_acknowledgements_of_the_earlier_layout_are_still_honoured(tmp_path):
+    """Ledger files written before `acknowledgement` and `sent_as` existed: taken as
+    confirmed, sent once."""
+    folder = tmp_path / "deliveries" / "d" / f"hour={HOUR}"
+    folder.mkdir(parents=True)
+    old = pa.table(
+        {
+            "event_type": [OPEN, OPEN],
+            "id": ["a", "b"],
+            "batch_id": ["b0", "b0"],
+            "status": pa.array([200, 200], pa.int32()),
+            "acknowledged_at": pa.array([1, 2], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    pq.write_table(old, folder / "ack-b0.parquet")
+    ledger = Ledger(Lake(str(tmp_path)), "d", HOUR)
+    acknowledged, dead = ledger.recorded(OPEN, pl.Series(["a", "b", "c"]))
+    assert acknowledged.tolist() == [True, True, False] and not dead.any()
+    assert not ledger.flags(OPEN, pl.Series(["a", "b"]))
