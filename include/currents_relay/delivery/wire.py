@@ -9,7 +9,6 @@ definition of the event shape) maps it, and orjson writes it; the few values orj
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -28,13 +27,6 @@ def dumps(value: Any) -> bytes:
         return text.encode("utf-8", "surrogatepass")
 
 
-def rows(frame: pl.DataFrame) -> Iterator[dict[str, Any]]:
-    """Each row of a frame as a dict of its columns."""
-    names = frame.columns
-    for values in zip(*(series.to_list() for series in frame.iter_columns()), strict=True):
-        yield dict(zip(names, values, strict=True))
-
-
 def written(
     partner: Partner, frame: pl.DataFrame, pii: PiiPolicy | None = None
 ) -> tuple[list[bytes], list[str]]:
@@ -42,7 +34,7 @@ def written(
     apply_pii = pii.apply if pii is not None and pii.active else None
     wire_event, route = partner.wire_event, partner.route
     events, routes = [], []
-    for row in rows(frame):
+    for row in frame.iter_rows(named=True):
         if apply_pii:
             row = apply_pii(row)
         routes.append(route(row))
