@@ -447,7 +447,7 @@ class HourIngest:
     # ---- validating, deduplicating, writing ---------------------------------------------------
     def _buffer(self, event_type: str, table: pa.Table, keep_http: bool = False) -> None:
         if not keep_http:
-            self._flush_http()  # HTTP batches waiting for the fast path come first (file order)
+            self._flush_http()  # HTTP events waiting to be mapped come first (file order)
         if table.num_rows:
             self._buffers.setdefault(event_type, []).append(table)
             self._buffered += table.num_rows
