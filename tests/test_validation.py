@@ -56,8 +56,7 @@ def test_verdicts_and_positions(engine):
             "email_address": ["a@b.co", "a@b.co", None, "x@y.org", "not an email", "two@@x.io"],
         }
     )
-    positions = [(0, i) for i in range(6)]
-    failures = validator.validate("messages.email", table, positions)
+    failures = validator.validate("messages.email", table, lambda row: (0, row))
     assert failures == {
         1: ["empty:id"],
         2: ["missing:id"],
@@ -80,9 +79,9 @@ def test_time_bounds_are_off_by_default_and_apply_when_set(engine):
             "time": pa.array([1_000, 2_000_000_000], pa.int64()),
         }
     )
-    assert make_validator(engine).validate("behaviors", table, [(0, 0), (0, 1)]) == {}
+    assert make_validator(engine).validate("behaviors", table, lambda row: (0, row)) == {}
     bounded = make_validator(engine, TimeBounds(min_time=1_500_000_000))
-    assert bounded.validate("behaviors", table, [(0, 0), (0, 1)]) == {
+    assert bounded.validate("behaviors", table, lambda row: (0, row)) == {
         0: ["time_out_of_bounds:time"]
     }
 
@@ -130,7 +129,7 @@ def test_a_rule_added_to_a_suite_is_enforced_with_no_other_edit(engine, monkeypa
             "kind": ["Open", "Bounce", None],
         }
     )
-    failures = make_validator(engine).validate("behaviors", table, [(0, i) for i in range(3)])
+    failures = make_validator(engine).validate("behaviors", table, lambda row: (0, row))
     assert failures == {1: ["unknown_kind:kind"]}
 
 

@@ -61,7 +61,6 @@ from currents_relay.delivery.pace import Pace
 from currents_relay.delivery.partner import Outcome, Partner, Request
 from currents_relay.delivery.pii import PiiPolicy
 from currents_relay.delivery.wire import written
-from currents_relay.keyset import KeySet, keys_of
 from currents_relay.lake import Lake
 from currents_relay.lake.leases import Lease, LeaseLost
 from currents_relay.lake.reports import ACCEPTED_NOTE
@@ -352,14 +351,12 @@ class Delivery:
 
     def _select_chunk(self, event_type: str, frame: pl.DataFrame) -> Iterator[Chunk]:
         self.selected += frame.height
-        acknowledged, dead = self.ledger.recorded(event_type, frame["id"])
-        dead = dead & ~acknowledged
+        recorded = self.ledger.recorded(event_type, frame["id"])
+        acknowledged = recorded["acknowledged"]
+        dead = recorded["dead"] & ~acknowledged
         self.delivered_before += int(acknowledged.sum())
-        flags = self.ledger.flags(event_type, frame["id"])
-        if "after_timeout" in flags:
-            self.maybe_twice_before += int((flags["after_timeout"] & acknowledged).sum())
-        if "resend" in flags:
-            self.resent_before += int(flags["resend"].sum())
+        self.maybe_twice_before += int((recorded["after_timeout"] & acknowledged).sum())
+        self.resent_before += int(recorded["resend"].sum())
         todo = ~acknowledged if not self.resend_acknowledged else np.ones(len(frame), bool)
         if not self.replay:
             self.dead_before += int(dead.sum())
@@ -510,14 +507,12 @@ class Delivery:
             return "after_timeout" if ambiguous else "once"
         before = np.zeros(len(outgoing.acknowledgement.ids), dtype=bool)
         event_types = outgoing.acknowledgement.event_types
-        names = event_types.dictionary.to_pylist()
         indices = event_types.indices.to_numpy(zero_copy_only=False)
         ids = pl.Series(outgoing.acknowledgement.ids)
-        for index, event_type in enumerate(names):
-            keys: KeySet | None = self.ledger.acknowledged.get(event_type)
-            if keys:
-                rows = indices == index
-                before[rows] = keys.contains(keys_of(ids.filter(pl.Series(rows))))
+        for index, event_type in enumerate(event_types.dictionary.to_pylist()):
+            rows = indices == index
+            recorded = self.ledger.recorded(event_type, ids.filter(pl.Series(rows)))
+            before[rows] = recorded["acknowledged"]
         chosen = np.where(before, SENT_AS.index("resend"), SENT_AS.index("once"))
         if ambiguous:
             chosen = np.where(before, chosen, SENT_AS.index("after_timeout"))

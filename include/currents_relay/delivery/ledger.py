@@ -273,29 +273,18 @@ class Ledger:
                 into = self.flagged[flag].setdefault(event_type, KeySet())
                 into.add(keys_of(flagged))
 
-    def flags(self, event_type: str, ids: pl.Series) -> dict[str, np.ndarray]:
-        """For each `sent_as` flag earlier runs recorded for events of `event_type`: which of
-        `ids` carry it (flags no earlier run recorded are left out)."""
-        found = {}
-        for flag in FLAGS:
-            keys = self.flagged[flag].get(event_type)
-            if keys:
-                found[flag] = keys.contains(keys_of(ids))
-        return found
-
-    def recorded(self, event_type: str, ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-        """Which of `ids` (events of `event_type`) earlier runs recorded as acknowledged, and
-        which as refused for good: two boolean masks. The ids are hashed only where the
-        ledger holds events of that type (an hour's first push hashes none)."""
-        acknowledged, dead = self.acknowledged.get(event_type), self.dead.get(event_type)
-        none = np.zeros(len(ids), dtype=bool)
-        if not acknowledged and not dead:
-            return none, none
-        keys = keys_of(ids)
-        return (
-            acknowledged.contains(keys) if acknowledged else none,
-            dead.contains(keys) if dead else none,
-        )
+    def recorded(self, event_type: str, ids: pl.Series) -> dict[str, np.ndarray]:
+        """Which of `ids` (events of `event_type`) earlier runs recorded, as boolean masks:
+        `acknowledged`, `dead` (refused for good) and one per `sent_as` flag (`FLAGS`). The
+        ids are hashed only where the ledger holds events of that type (an hour's first push
+        hashes none)."""
+        sets = {"acknowledged": self.acknowledged, "dead": self.dead, **self.flagged}
+        held = {name: keys for name, of in sets.items() if (keys := of.get(event_type))}
+        masks = {name: np.zeros(len(ids), dtype=bool) for name in sets}
+        if held:
+            hashed = keys_of(ids)
+            masks |= {name: keys.contains(hashed) for name, keys in held.items()}
+        return masks
 
     def _write(self, folder: str, name: str, table: pa.Table) -> None:
         """One small Parquet object, written whole (see `Lake.write_bytes`)."""

@@ -16,7 +16,6 @@ import logging
 import time
 import zlib
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -188,25 +187,6 @@ def _micros(iso: str) -> int:
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class _Positions(Sequence[tuple[int, int]]):
-    """(file index, record offset) of each row of tables laid end to end, looked up only for
-    the rows that fail a rule (building them all cost a Python tuple per row)."""
-
-    def __init__(self, tables: list[pa.Table], file_index: dict[str, int]) -> None:
-        self._tables = tables
-        self._starts = np.cumsum([0] + [t.num_rows for t in tables])
-        self._file_index = file_index
-
-    def __len__(self) -> int:
-        return int(self._starts[-1])
-
-    def __getitem__(self, index: Any) -> tuple[int, int]:  # an int: the rows that fail
-        part = int(np.searchsorted(self._starts, index, side="right")) - 1
-        table, row = self._tables[part], index - int(self._starts[part])
-        uri = table["source_uri"][row].as_py()
-        return (self._file_index[uri], table["source_offset"][row].as_py())
-
-
 class HourIngest:
     """One run over one hour of the landing zone."""
 
@@ -356,8 +336,6 @@ class HourIngest:
                 reason="event_type_mismatch",
             )
         try:
-            import polars as pl
-
             decoded = pl.read_avro(io.BytesIO(data)).to_arrow()
         except Exception:  # polars refuses some valid files: let fastavro decide
             decoded = None
@@ -469,8 +447,14 @@ class HourIngest:
             [checked_table(t, family, self.options.bounds) for _, t in members],
             promote_options="permissive",
         )
-        positions = _Positions([t for _, t in members], self._file_index)
-        failures = self.validator.validate(family, narrow, positions)
+        lineage = pa.concat_tables([t.select(["source_uri", "source_offset"]) for _, t in members])
+
+        def locate(row: int) -> tuple[int, int]:
+            """(file index, record offset) of a row that fails a rule."""
+            uri, offset = lineage["source_uri"][row], lineage["source_offset"][row]
+            return self._file_index[uri.as_py()], offset.as_py()
+
+        failures = self.validator.validate(family, narrow, locate)
         start = 0
         for event_type, table in members:
             n = table.num_rows

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -183,9 +183,10 @@ class Validator:
         self.results: dict[str, dict[str, ExpectationResult]] = {}
 
     def validate(
-        self, family: str, table: pa.Table, positions: Sequence[tuple[int, int]]
+        self, family: str, table: pa.Table, locate: Callable[[int], tuple[int, int]]
     ) -> dict[int, list[str]]:
-        """Validate rows of one family; returns row index -> failing rule reasons (suite order)."""
+        """Validate rows of one family; returns row index -> failing rule reasons (suite order).
+        `locate` gives a failing row's position: (file index in the manifest, record offset)."""
         checks = checks_for(family, self.bounds)
         narrow = checked_table(table, family, self.bounds)
         unexpected = self._unexpected(family, checks, narrow)
@@ -201,7 +202,7 @@ class Validator:
             record.unexpected_count += len(indexes)
             for index in indexes:
                 failures.setdefault(index, []).append(check.reason)
-                record.positions.append(positions[index])
+                record.positions.append(locate(index))
         return failures
 
     def summary(self) -> dict[str, Any]:
