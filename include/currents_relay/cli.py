@@ -212,6 +212,7 @@ def _lake(args: argparse.Namespace) -> None:
     from currents_relay.lake.leases import Lease
     from currents_relay.lake.versions import (
         collect_garbage,
+        committed_hours,
         forget_superseded,
         live_files,
         read_committed,
@@ -222,14 +223,7 @@ def _lake(args: argparse.Namespace) -> None:
         for url in live_files(lake, hour_key(args.hour), args.event_type):
             print(url)
         return
-    hours = (
-        [hour_key(args.hour)]
-        if args.hour
-        else [
-            r.removeprefix("manifests/hour=").removesuffix(".json")
-            for r in lake.glob("manifests/hour=*.json")
-        ]
-    )
+    hours = [hour_key(args.hour)] if args.hour else committed_hours(lake)
     deleted = 0
     for hour in hours:
         with Lease(lake, hour, "process", "lake gc"):

@@ -1,9 +1,6 @@
 """Replay: deliver an hour range again to one destination (what `currents_replay` and
-`currents-relay replay` run).
-
-Only hours with a committed version are walked, found with one listing of the lake's
-manifests, so a range of years costs what the lake holds, not one lookup per hour.
-"""
+`currents-relay replay` run). Only hours with a committed version are walked
+(`versions.committed_hours`)."""
 
 from __future__ import annotations
 
@@ -16,17 +13,7 @@ from currents_relay.delivery.partner import Endpoint
 from currents_relay.delivery.push import last_counts, push_hour
 from currents_relay.hours import hour_key
 from currents_relay.lake import Lake
-
-
-def committed_hours(lake: Lake, first: datetime, last: datetime) -> list[str]:
-    """The hours from `first` to `last` (both included) that have a committed version."""
-    low, high = hour_key(first), hour_key(last)
-    found = []
-    for relative in lake.glob("manifests/hour=*.json"):
-        hour = relative.removeprefix("manifests/hour=").removesuffix(".json")
-        if low <= hour <= high:
-            found.append(hour)
-    return found
+from currents_relay.lake.versions import committed_hours
 
 
 def replay_hours(
@@ -43,7 +30,7 @@ def replay_hours(
     """Each committed hour's counts, in order; an hour whose push failed yields its recorded
     counts with `error`. Stops at the first `DeliveryStopped` (credentials, endpoint): it
     would stop every later hour too."""
-    for hour in committed_hours(Lake(lake_url), first, last):
+    for hour in committed_hours(Lake(lake_url), hour_key(first), hour_key(last)):
         try:
             yield push_hour(
                 lake_url,
@@ -70,7 +57,7 @@ def needing_replay(
 
     lake = Lake(lake_url)
     found: set[str] = set()
-    for hour in committed_hours(lake, first, last):
+    for hour in committed_hours(lake, hour_key(first), hour_key(last)):
         for name, counts in ((read_report(lake, hour) or {}).get("destinations") or {}).items():
             dead = dead_letters and counts.get("dead_lettered")
             if counts.get("pending") or dead or counts.get("error"):

@@ -141,6 +141,16 @@ def require_committed(lake: Lake, hour: str) -> Committed:
     return committed
 
 
+def committed_hours(lake: Lake, first: str = "", last: str = "~") -> list[str]:
+    """The hours with a committed version, from `first` to `last` (hour keys, both included),
+    found with one listing of the manifests: a range of years costs what the lake holds."""
+    hours = [
+        relative.removeprefix("manifests/hour=").removesuffix(".json")
+        for relative in lake.glob(manifest_path("*"))
+    ]
+    return [hour for hour in hours if first <= hour <= last]
+
+
 def live_files(lake: Lake, hour: str, event_type: str | None = None) -> list[str]:
     """URLs of the live Parquet files of an hour's events (or of one event type)."""
     committed = require_committed(lake, hour)
