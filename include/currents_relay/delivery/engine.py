@@ -245,12 +245,9 @@ class Delivery:
         self.lake = Lake(lake_url)
         self.hour = hour
         # The committed version of the hour this run reads (a push reads one version whole).
-        if committed is None:
-            committed = read_committed(self.lake, hour) if dry_run else None
-            committed = committed or (
-                Committed({"outputs": {}}, "") if dry_run else require_committed(self.lake, hour)
-            )
-        self.committed = committed
+        if committed is None and dry_run:  # a dry run of an hour never processed: nothing
+            committed = read_committed(self.lake, hour) or Committed({"outputs": {}}, "")
+        self.committed = committed or require_committed(self.lake, hour)
         self.lease = lease
         self.resend_acknowledged = resend_acknowledged
         self.partner = partner

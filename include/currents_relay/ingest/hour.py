@@ -82,10 +82,6 @@ class UnreadableFile(Exception):
         self.reason = reason
 
 
-def _payload(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=True, default=str)
-
-
 def _avro_event_type(data: bytes) -> str | None:
     """The known event type an Avro file's writer schema names (Braze names it
     `dataexport.<store>.inner.<event type>`), or None where it names none."""
@@ -112,12 +108,6 @@ def _loads(data: bytes | str) -> Any:
             raise ValueError("nested deeper than 1,024 levels") from None
         text = data if isinstance(data, str) else data.decode("utf-8", errors="surrogateescape")
         return json.loads(text)
-
-
-def _parse_error(error: BaseException) -> str:
-    if isinstance(error, RecursionError):
-        return "nested too deep"
-    return str(error)[:500]
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
@@ -158,7 +148,7 @@ def _row(
         "error": None,
     }
     if payload is not _NO_PAYLOAD:
-        text = _payload(payload)
+        text = json.dumps(payload, ensure_ascii=True, default=str)
         encoded = text.encode()  # ASCII: non-ASCII characters are escaped
         row["payload"] = text[:PAYLOAD_PREFIX]
         row["payload_bytes"] = len(encoded)
@@ -375,7 +365,8 @@ class HourIngest:
             try:
                 body = _loads(data)
             except (ValueError, RecursionError) as error:
-                raise UnreadableFile(f"malformed JSON: {_parse_error(error)}") from None
+                why = "nested too deep" if isinstance(error, RecursionError) else str(error)[:500]
+                raise UnreadableFile(f"malformed JSON: {why}") from None
             if not isinstance(body, dict) or not isinstance(body.get("events"), list):
                 raise UnreadableFile('not a Custom HTTP body: expected {"events": [...]}')
             return body["events"], list(range(len(body["events"]))), []

@@ -101,10 +101,9 @@ def _plural(words: str) -> str:
 def event_name(event_type: str, overrides: Mapping[str, str] | None = None) -> str:
     """Braze's mParticle name of an event type: `users.messages.email.Delivery` -> `Email
     Deliveries`."""
-    if overrides and event_type in overrides:
-        return overrides[event_type]
-    if event_type in EVENT_NAMES:
-        return EVENT_NAMES[event_type]
+    named = (overrides or {}).get(event_type) or EVENT_NAMES.get(event_type)
+    if named:
+        return named
     parts = event_type.split(".")
     action = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", parts[-1])
     channel = CHANNELS.get(parts[-2], "") if len(parts) >= 2 else ""

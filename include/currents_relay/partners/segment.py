@@ -162,10 +162,9 @@ NOT_PROPERTIES = frozenset(
 
 def event_name(event_type: str, overrides: Mapping[str, str] | None = None) -> str:
     """Braze's Segment name of an event type: `users.messages.email.Open` -> `Email Opened`."""
-    if overrides and event_type in overrides:
-        return overrides[event_type]
-    if event_type in EVENT_NAMES:
-        return EVENT_NAMES[event_type]
+    named = (overrides or {}).get(event_type) or EVENT_NAMES.get(event_type)
+    if named:
+        return named
     parts = event_type.split(".")
     verb = parts[-1]
     channel = parts[-2] if len(parts) >= 2 else ""
