@@ -135,7 +135,7 @@ def test_weighed_items_wait_up_to_the_depth_in_weight_and_a_heavy_one_waits_alon
         release.wait(5)
         ran.append(item)
 
-    handoff = Senders(work, 1, depth=10, weigh=lambda item: item).start()
+    handoff = Senders(work, 1, depth=10, weigh=lambda item: item)
     handoff.put(1)  # taken by the worker, which waits
     assert started.wait(5)
     handoff.put(4)

@@ -94,12 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     command("report", _report, "merge and print an hour's report", lake, hour)
-    docs = command(
-        "docs", _docs, "validate an hour with Great Expectations, build its Data Docs", lake, hour
-    )
+    docs_help = "validate an hour with Great Expectations, build its Data Docs"
+    docs = command("docs", _docs, docs_help, lake, hour, bounds)
     docs.add_argument("--out", help="GX project folder (default: <lake>/data_docs/hour=<h>)")
-    docs.add_argument("--min-time", type=int, help="the time bounds the hour was validated with")
-    docs.add_argument("--max-time", type=int)
 
     lake_commands = commands.add_parser("lake", help="read the lake's hours; clean it up")
     lake_commands = lake_commands.add_subparsers(dest="lake_command", required=True)

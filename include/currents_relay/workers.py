@@ -65,10 +65,8 @@ class Senders(Generic[Item]):
         self._changed = threading.Condition()
         self._error: BaseException | None = None
 
-    def start(self) -> Senders[Item]:
+    def __enter__(self) -> Senders[Item]:
         return self
-
-    __enter__ = start
 
     def _run(self, item: Item, weight: int) -> None:
         with self._changed:

@@ -173,7 +173,7 @@ class ParquetCopy:
         self.temporary = f"{folder}/.{uuid.uuid4().hex}.tmp"
         self._sink = fs.open(self.temporary, "wb")
         self._writer = pq.ParquetWriter(self._sink, JOURNAL_SCHEMA, **self.OPTIONS)
-        self._writes = Senders(self._write, threads=1, depth=2, name="ledger-copy").start()
+        self._writes = Senders(self._write, threads=1, depth=2, name="ledger-copy")
         self._pending: list[pa.Table] = []
         self._rows = 0
 

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from currents_relay.catalogue import (
+    ARROW_TYPES,
     LINEAGE_FIELDS,
     TIMESTAMP,
     USER_FIELDS,
@@ -41,7 +42,7 @@ TOP_LEVEL = frozenset(("event_type", "id", "time", "user", "properties"))
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _EXACT_IN_DOUBLE = 2**53
 _MAX_TIME_SECONDS = 9_000_000_000_000  # beyond this `timestamp` (microseconds) would overflow
-_KIND_NAMES = {"string": "string", "int64": "int64", "double": "float64", "bool": "bool"}
+_KIND_NAMES = {kind: name for name, kind in ARROW_TYPES.items()}  # Arrow type -> catalogue name
 _EMPTY: dict[str, Any] = {}
 
 Row = dict[str, Any]
@@ -49,10 +50,6 @@ Reasons = dict[int, list[str]]  # row position -> structural reason codes
 
 
 # ---- typing: one rule per catalogue type ------------------------------------------------------
-def _kind_name(kind: pa.DataType) -> str:
-    return "list<string>" if pa.types.is_list(kind) else _KIND_NAMES[str(kind)]
-
-
 def _check_string(name: str, value: str, reasons: list[str]) -> str | None:
     try:
         value.encode("utf-8")
@@ -154,7 +151,7 @@ def type_column(
         return _whole(values, wanted)
     except (pa.ArrowException, ValueError, TypeError, OverflowError, UnicodeError):
         pass
-    kind = _kind_name(wanted)
+    kind = _KIND_NAMES[wanted]
     typed = []
     for i, value in enumerate(values if isinstance(values, list) else values.to_pylist()):
         why: list[str] = []
