@@ -124,6 +124,17 @@ def avro_schema(event_type: str, added: tuple[str, ...] = ()) -> dict[str, Any]:
     return {"type": "record", "name": f"dataexport.S3.inner.{event_type}", "fields": fields}
 
 
+def avro_file(
+    event_type: str, rows: list[dict[str, Any]], rng: random.Random, added: tuple[str, ...] = ()
+) -> bytes:
+    """An Avro object-container file of canonical rows of one event type, as Currents writes it."""
+    buffer = io.BytesIO()
+    records = [{k: v for k, v in row.items() if k != "event_type"} for row in rows]
+    schema = fastavro.parse_schema(avro_schema(event_type, added))
+    fastavro.writer(buffer, schema, records, sync_marker=rng.randbytes(16))
+    return buffer.getvalue()
+
+
 FULL_PROPERTIES = {"città": "Zürich", "名前": "テスト", "plan": "pro", "score": 42, "tags": ["a"]}
 
 
@@ -207,15 +218,12 @@ def generate_hour(
             if added:
                 for row in chunk:
                     row["ad_campaign_v2"] = "spring"
-            schema = fastavro.parse_schema(avro_schema(event_type, added))
-            buffer = io.BytesIO()
-            records = [{k: v for k, v in row.items() if k != "event_type"} for row in chunk]
-            fastavro.writer(buffer, schema, records, sync_marker=rng.randbytes(16))
+            data = avro_file(event_type, chunk, rng, added)
             schema_id = 1 + len(added)
             out.put(
                 f"{prefix}/event_type={event_type}/date={out.date}/{schema_id}/us-east-1/"
                 f"{uuid.UUID(int=rng.getrandbits(128))}.avro",
-                buffer.getvalue(),
+                data,
             )
             summary.files += 1
             summary.events += len(chunk)
@@ -251,23 +259,11 @@ def generate_hour(
     summary.events += len(http_events)
     if faults:
         out.put(f"http/date={out.date}/batch-broken.json", b'{"events": [{"id": "x", ')
-        truncated = io.BytesIO()
-        fastavro.writer(
-            truncated,
-            fastavro.parse_schema(avro_schema("users.messages.email.Open")),
-            [
-                {
-                    k: v
-                    for k, v in make_event("users.messages.email.Open", rng, hour, users).items()
-                    if k != "event_type"
-                }
-                for _ in range(50)
-            ],
-            sync_marker=rng.randbytes(16),
-        )
+        opens = "users.messages.email.Open"
+        whole = avro_file(opens, [make_event(opens, rng, hour, users) for _ in range(50)], rng)
         out.put(
-            f"{prefix}/event_type=users.messages.email.Open/date={out.date}/1/us-east-1/truncated.avro",
-            truncated.getvalue()[: len(truncated.getvalue()) // 2],
+            f"{prefix}/event_type={opens}/date={out.date}/1/us-east-1/truncated.avro",
+            whole[: len(whole) // 2],
         )
         summary.files += 2
         summary.bad_files += 2
