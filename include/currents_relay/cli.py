@@ -193,10 +193,7 @@ def _deliver(args: argparse.Namespace) -> int:
         counts = push_hour(args.lake, hour, args.destination, endpoint, dry_run=args.dry_run)
     except DeliveryError as error:
         print(f"currents-relay: {error}", file=sys.stderr)
-        counts = last_counts(args.lake, hour, args.destination) or {
-            "destination": args.destination,
-            "hour": hour,
-        }
+        counts = last_counts(args.lake, hour, args.destination)
         print(json.dumps(counts | {"error": str(error)}))
         return 1
     print(json.dumps(counts))

@@ -135,6 +135,7 @@ def push_hour(
     return counts
 
 
-def last_counts(lake_url: str, hour: str, name: str) -> dict[str, Any] | None:
-    """The counts the latest push of `name` for `hour` recorded (also when it failed)."""
-    return read_parts(Lake(lake_url), hour).get(name)
+def last_counts(lake_url: str, hour: str, name: str) -> dict[str, Any]:
+    """The counts the latest push of `name` for `hour` recorded (also when it failed); only
+    the destination and hour where none was recorded."""
+    return read_parts(Lake(lake_url), hour).get(name) or {"destination": name, "hour": hour}

@@ -42,8 +42,7 @@ def replay_hours(
                 mask=mask,
             )
         except DeliveryError as error:
-            counts = last_counts(lake_url, hour, name) or {"destination": name, "hour": hour}
-            yield counts | {"error": str(error)}
+            yield last_counts(lake_url, hour, name) | {"error": str(error)}
             if isinstance(error, DeliveryStopped):
                 raise
 
