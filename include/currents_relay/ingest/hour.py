@@ -119,7 +119,9 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     except zlib.error as error:
         raise UnreadableFile(f"not a gzip body: {error}") from None
     if len(out) > limit or inflate.unconsumed_tail:
-        raise UnreadableFile(f"the gzip body inflates beyond max_file_bytes ({limit:,})")
+        raise UnreadableFile(
+            f"the gzip body inflates beyond max_file_bytes ({limit:,})", reason="too_large"
+        )
     return out
 
 
