@@ -245,7 +245,7 @@ class Delivery:
         self.lake = Lake(lake_url)
         self.hour = hour
         # The committed version of the hour this run reads (a push reads one version whole).
-        if committed is None and dry_run:  # a dry run of an hour never processed: nothing
+        if committed is None and dry_run:  # a dry run of an hour never processed reads nothing
             committed = read_committed(self.lake, hour) or Committed({"outputs": {}}, "")
         self.committed = committed or require_committed(self.lake, hour)
         self.lease = lease

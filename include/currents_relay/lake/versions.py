@@ -141,7 +141,7 @@ def require_committed(lake: Lake, hour: str) -> Committed:
     return committed
 
 
-def committed_hours(lake: Lake, first: str = "", last: str = "~") -> list[str]:
+def committed_hours(lake: Lake, first: str = "0000", last: str = "9999") -> list[str]:
     """The hours with a committed version, from `first` to `last` (hour keys, both included),
     found with one listing of the manifests: a range of years costs what the lake holds."""
     hours = [
