@@ -10,13 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import hypothesis  # noqa: F401
 import pytest
 
-# Hypothesis is imported (its modules rewritten by pytest, parsed with `ast`) here, before any
-# test starts a thread, not by its pytest plugin at the end of a run without property tests:
-# there, with the tests' threads still alive, CPython 3.11.7's AST bookkeeping (gh-106905,
-# fixed in 3.11.8) can fail the parse with "AST constructor recursion depth mismatch".
 ROOT = Path(__file__).resolve().parents[1]
 # A private Airflow for the whole test session: set before anything imports airflow.
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="currents-relay-airflow-"))
