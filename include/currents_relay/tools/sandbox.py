@@ -43,15 +43,6 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
-DEFAULT_PORTS = {
-    "treasure_data": 18081,
-    "rudderstack": 18082,
-    "zeotap": 18083,
-    "custom_http": 18084,
-    "segment": 18085,
-    "mparticle": 18086,
-}
-
 
 class Refused(Exception):
     def __init__(self, status: int, text: str) -> None:
@@ -399,6 +390,9 @@ SIMS: dict[str, type[PartnerSim]] = {
     cls.name: cls
     for cls in (TreasureDataSim, RudderStackSim, ZeotapSim, CustomHttpSim, SegmentSim, MParticleSim)
 }
+FIRST_PORT = 18081
+# The ports of `airflow_settings.yaml`'s connections: 18081 (treasure_data) to 18086 (mparticle).
+DEFAULT_PORTS = {name: FIRST_PORT + i for i, name in enumerate(SIMS)}
 
 
 class _App:
@@ -587,8 +581,7 @@ def serve(options: Any) -> None:
     arguments (`base_port`, `record`, `fail_rate`, `statuses`, `retry_after`, `latency`,
     `rate_limit`). Prints one JSON object, each server's URL and key by destination, once
     they listen."""
-    base = options.base_port
-    ports = {name: (base + i if base else DEFAULT_PORTS[name]) for i, name in enumerate(SIMS)}
+    ports = {name: (options.base_port or FIRST_PORT) + i for i, name in enumerate(SIMS)}
     record = Path(options.record) if options.record else None
     sandbox = Sandbox(
         ports=ports, record=record, latency=options.latency, rate_limit=options.rate_limit
