@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from currents_relay.ingest.normalize import MAX_STRING_CHARS, http_tables, to_canonical, to_http
+from currents_relay.ingest.normalize import (
+    MAX_STRING_CHARS,
+    http_tables,
+    lineage_columns,
+    to_canonical,
+    to_http,
+)
 from tests.conftest import http_samples, load
 
 EVENT = {
@@ -17,7 +23,7 @@ EVENT = {
 
 
 def lineage(n: int) -> dict:
-    return {"source_uri": ["u"] * n, "source_offset": list(range(n)), "ingested_at": [None] * n}
+    return lineage_columns("u", list(range(n)), None)
 
 
 def rows_of(tables: dict) -> dict[str, dict]:

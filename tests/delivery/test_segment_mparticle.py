@@ -206,12 +206,12 @@ def sample_row(event_type: str, form: str) -> dict:
     import fastavro
     import pyarrow as pa
 
-    from currents_relay.ingest.normalize import avro_table
+    from currents_relay.ingest.normalize import avro_table, lineage_columns
 
     path = next(p for p in avro_samples() if p.stem == event_type)
     with path.open("rb") as handle:
         records = list(fastavro.reader(handle))[:1]
-    lineage = {"source_uri": ["s"], "source_offset": [0], "ingested_at": [None]}
+    lineage = lineage_columns("s", [0], None)
     table, reasons = avro_table(event_type, pa.Table.from_pylist(records), lineage)
     assert reasons == {}
     return table.to_pylist()[0]

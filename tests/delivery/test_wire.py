@@ -12,7 +12,7 @@ import pytest
 from currents_relay.delivery.engine import OFF_THE_WIRE
 from currents_relay.delivery.partner import Endpoint
 from currents_relay.delivery.wire import written
-from currents_relay.ingest.normalize import http_tables, to_http
+from currents_relay.ingest.normalize import http_tables, lineage_columns, to_http
 from currents_relay.partners.custom_http import CustomHttp
 from currents_relay.partners.mparticle import MAX_VALUE_CHARS, MParticle
 from currents_relay.partners.segment import Segment
@@ -32,11 +32,7 @@ def test_every_real_http_sample_goes_out_as_braze_sent_it(samples):
     """Ingested into canonical rows and written by the push: Braze's own event, exactly
     (Treasure Data, RudderStack, Zeotap and custom HTTP receive this shape)."""
     events = {f"{i}": load(p) | {"id": f"{i}"} for i, p in enumerate(http_samples())}
-    lineage = {
-        "source_uri": ["u"] * len(events),
-        "source_offset": list(range(len(events))),
-        "ingested_at": [None] * len(events),
-    }
+    lineage = lineage_columns("u", list(range(len(events))), None)
     tables, _ = http_tables(list(events.values()), lineage)
     sent = 0
     for table in tables.values():

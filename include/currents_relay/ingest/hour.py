@@ -29,7 +29,14 @@ from currents_relay import catalogue
 from currents_relay.environment import env_number
 from currents_relay.hours import hour_key
 from currents_relay.ingest.landing import LandedFile, list_hour, read_all
-from currents_relay.ingest.normalize import avro_table, http_tables, to_http, to_record
+from currents_relay.ingest.normalize import (
+    Lineage,
+    avro_table,
+    http_tables,
+    lineage_columns,
+    to_http,
+    to_record,
+)
 from currents_relay.keyset import KeySet, first_new, keys_of
 from currents_relay.lake import Lake
 from currents_relay.lake.leases import Lease, LeaseSettings
@@ -310,14 +317,10 @@ class HourIngest:
     def _too_large(self, landed: LandedFile) -> bool:
         return landed.size > self.options.max_file_bytes
 
-    def _lineage(self, landed: LandedFile, offsets: list[int]) -> dict[str, Any]:
-        # `ingested_at` as integer microseconds: Arrow converts those 30x faster than datetimes.
+    @staticmethod
+    def _lineage(landed: LandedFile, offsets: list[int]) -> Lineage:
         stamp = _micros(landed.landed_at) if landed.landed_at else None
-        return {
-            "source_uri": [landed.uri] * len(offsets),
-            "source_offset": offsets,
-            "ingested_at": [stamp] * len(offsets),
-        }
+        return lineage_columns(landed.uri, offsets, stamp)
 
     def _read_avro(self, landed: LandedFile, data: bytes) -> int:
         event_type = landed.event_type or "unknown"
@@ -405,13 +408,19 @@ class HourIngest:
         if not pending:
             return
         events = [event for _, file_events, _ in pending for event in file_events]
-        lineage: dict[str, list[Any]] = {name: [] for name in catalogue.LINEAGE_FIELDS}
-        for landed, _, offsets in pending:
-            for name, values in self._lineage(landed, offsets).items():
-                lineage[name] += values
+        parts = [self._lineage(landed, offsets) for landed, _, offsets in pending]
+        lineage = {
+            name: pa.concat_arrays([part[name] for part in parts])
+            for name in catalogue.LINEAGE_FIELDS
+        }
         tables, rejected = http_tables(events, lineage)
         uris, offsets = lineage["source_uri"], lineage["source_offset"]
-        self._quarantine([_row(uris[i], offsets[i], why, events[i]) for i, why in rejected.items()])
+        self._quarantine(
+            [
+                _row(uris[i].as_py(), offsets[i].as_py(), why, events[i])
+                for i, why in rejected.items()
+            ]
+        )
         for event_type, table in tables.items():
             self._buffer(event_type, table, keep_http=True)
 

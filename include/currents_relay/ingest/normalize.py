@@ -46,6 +46,7 @@ _KIND_NAMES = {kind: name for name, kind in ARROW_TYPES.items()}  # Arrow type -
 _EMPTY: dict[str, Any] = {}
 
 Row = dict[str, Any]
+Lineage = Mapping[str, pa.Array]  # `LINEAGE_FIELDS` -> a column, as typed in the lake
 Reasons = dict[int, list[str]]  # row position -> structural reason codes
 
 
@@ -172,19 +173,25 @@ def time_to_timestamp(time: pa.Array | pa.ChunkedArray) -> pa.Array:
     return micros.cast(pa.int64()).cast(TIMESTAMP)
 
 
+def lineage_columns(uri: str | None, offsets: list[int], ingested_at: int | None) -> Lineage:
+    """The lineage columns of a source file's records at `offsets` (`ingested_at`: UNIX
+    microseconds)."""
+    n = len(offsets)
+    return {
+        "source_uri": pa.repeat(pa.scalar(uri, pa.string()), n),
+        "source_offset": pa.array(offsets, pa.int64()),
+        "ingested_at": pa.repeat(pa.scalar(ingested_at, pa.int64()), n).cast(TIMESTAMP),
+    }
+
+
 def _table(
-    event_type: str | None, columns: dict[str, pa.Array], n: int, lineage: Mapping[str, Any]
+    event_type: str | None, columns: dict[str, pa.Array], n: int, lineage: Lineage
 ) -> pa.Table:
     """The lake table of one event type from its typed columns and lineage."""
     schema = schema_for(event_type or "")
-    columns["event_type"] = pa.array([event_type] * n, pa.string())
+    columns["event_type"] = pa.repeat(pa.scalar(event_type, pa.string()), n)
     columns["timestamp"] = time_to_timestamp(columns["time"])
-    for name in LINEAGE_FIELDS:
-        values = lineage[name]
-        kind = schema.field(name).type
-        columns[name] = (
-            values.cast(kind) if isinstance(values, pa.Array) else pa.array(values, kind)
-        )
+    columns |= {name: lineage[name] for name in LINEAGE_FIELDS}
     return pa.table(
         [columns[c.name] if c.name in columns else pa.nulls(n, c.type) for c in schema],
         schema=schema,
@@ -285,7 +292,7 @@ def _strings(events: list[dict], user: list[str], properties: list[str]) -> dict
 
 
 def http_group(
-    event_type: str | None, events: list[dict], lineage: Mapping[str, Any]
+    event_type: str | None, events: list[dict], lineage: Lineage
 ) -> tuple[pa.Table, Reasons]:
     """The canonical table of HTTP events of one event type (every row, refused values null)
     and the structural reasons by row."""
@@ -370,13 +377,10 @@ def _all(values: list[Any], *kinds: type) -> bool:
     return set(map(type, values)) <= set(kinds)
 
 
-def http_tables(
-    events: list[Any], lineage: Mapping[str, list[Any]]
-) -> tuple[dict[str, pa.Table], Reasons]:
+def http_tables(events: list[Any], lineage: Lineage) -> tuple[dict[str, pa.Table], Reasons]:
     """Canonical tables per event type of a batch of HTTP events, without the events refused
     for a structural reason, and those events' reasons by position in `events`."""
     groups, rejected = _groups(events)
-    columns = {name: pa.array(values) for name, values in lineage.items()}
     tables: dict[str, pa.Table] = {}
     for event_type, offsets in groups.items():
         whole = len(offsets) == len(events)
@@ -384,7 +388,7 @@ def http_tables(
         table, reasons = http_group(
             event_type,
             events if whole else [events[i] for i in offsets],
-            columns if whole else {name: array.take(taken) for name, array in columns.items()},
+            lineage if whole else {name: array.take(taken) for name, array in lineage.items()},
         )
         for i, why in reasons.items():
             rejected[offsets[i]] = why
@@ -403,17 +407,14 @@ def to_canonical(event: Any) -> tuple[Row, list[str]]:
     if problem:  # mapped as an event without a type, to name its other problems too
         event = event | {"event_type": None}
     event_type = event.get("event_type")
-    lineage = {name: [None] for name in LINEAGE_FIELDS}
-    table, found = http_group(event_type or None, [event], lineage)
+    table, found = http_group(event_type or None, [event], lineage_columns(None, [0], None))
     row = {k: v for k, v in table.to_pylist()[0].items() if k not in LINEAGE_FIELDS}
     del row["timestamp"]
     return row, reasons + found.get(0, [])
 
 
 # ---- Avro -------------------------------------------------------------------------------------
-def avro_table(
-    event_type: str, decoded: pa.Table, lineage: Mapping[str, Any]
-) -> tuple[pa.Table, Reasons]:
+def avro_table(event_type: str, decoded: pa.Table, lineage: Lineage) -> tuple[pa.Table, Reasons]:
     """A decoded Avro table as the lake table of its event type (every row, refused values
     null) and the structural reasons by row; columns the catalogue does not know go to
     `extra`."""
