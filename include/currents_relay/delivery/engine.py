@@ -70,8 +70,7 @@ from currents_relay.workers import Senders, read_ahead
 log = logging.getLogger(__name__)
 OFF_THE_WIRE = frozenset(("timestamp", *LINEAGE_FIELDS))
 # Rows encoded at a time: each is a dict, then a JSON string, while its chunk is written, so
-# the chunk bounds the push's memory (a 5M-event hour to Treasure Data peaked at ~820 MB with
-# 20,000 rows, ~690 MB with 10,000, ~610 MB with 5,000, which cost more CPU).
+# the chunk bounds the push's memory (smaller chunks cost more CPU; `benchmarks/README.md`).
 ENCODE_CHUNK_ROWS = 10_000
 # Encoded bytes waiting for a sender: enough for every sender to find a batch ready while
 # the task's thread encodes the next chunk, little enough to keep memory flat.
@@ -309,8 +308,8 @@ class Delivery:
         (the rows of other types, from the footer: never read; rows without an identity).
 
         Files are read by polars' streaming engine in chunks (only the columns that can go on
-        the wire; ~2.5x faster than pyarrow's batch reader here), rows without an identity
-        filtered out on its threads, so memory stays flat in hour size. The order is
+        the wire), rows without an identity filtered out on its threads, so memory stays flat
+        in hour size. The order is
         deterministic (a re-run of an hour writes the same files), so the same events form the
         same batches.
         """
