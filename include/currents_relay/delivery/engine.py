@@ -309,9 +309,8 @@ class Delivery:
 
         Files are read by polars' streaming engine in chunks (only the columns that can go on
         the wire), rows without an identity filtered out on its threads, so memory stays flat
-        in hour size. The order is
-        deterministic (a re-run of an hour writes the same files), so the same events form the
-        same batches.
+        in hour size. The order is deterministic (a re-run of an hour writes the same files),
+        so the same events form the same batches.
         """
         for event_type, files in self.committed.event_files().items():
             accepted = self.selection.accepts(event_type, self.partner.default_event_types)
