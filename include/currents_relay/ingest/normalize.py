@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from currents_relay.catalogue import (
     ARROW_TYPES,
     LINEAGE_FIELDS,
+    LINEAGE_SCHEMA,
     TIMESTAMP,
     USER_FIELDS,
     EventType,
@@ -176,11 +177,11 @@ def time_to_timestamp(time: pa.Array | pa.ChunkedArray) -> pa.Array:
 def lineage_columns(uri: str | None, offsets: list[int], ingested_at: int | None) -> Lineage:
     """The lineage columns of a source file's records at `offsets` (`ingested_at`: UNIX
     microseconds)."""
-    n = len(offsets)
+    n, kind = len(offsets), LINEAGE_SCHEMA.field
     return {
-        "source_uri": pa.repeat(pa.scalar(uri, pa.string()), n),
-        "source_offset": pa.array(offsets, pa.int64()),
-        "ingested_at": pa.repeat(pa.scalar(ingested_at, pa.int64()), n).cast(TIMESTAMP),
+        "source_uri": pa.repeat(pa.scalar(uri, kind("source_uri").type), n),
+        "source_offset": pa.array(offsets, kind("source_offset").type),
+        "ingested_at": pa.repeat(pa.scalar(ingested_at, kind("ingested_at").type), n),
     }
 
 
